@@ -1,0 +1,1 @@
+"""Datasets: the manifest every pipeline reads, the embedded default data, ImageNet preparation."""

@@ -1,0 +1,1 @@
+"""Harnesses: each runs one kind of measurement from a ``RunConfig`` and writes one record."""

@@ -1,0 +1,109 @@
+"""``python -m bench.run``: train and evaluate AlexNet through one input pipeline, write a record.
+
+With no flags: the accuracy harness on the embedded dataset, torchvision pipeline, one device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any, NoReturn, Sequence
+
+from bench.config import EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
+from bench.errors import UserError
+
+PROG = "python -m bench.run"
+
+# flag help, in the order --help shows them; every RunConfig field has one
+HELP: dict[str, str] = {
+    "preset": "auto (embedded-cpu on the embedded data, paper elsewhere), paper (the paper's recipe as is), "
+    "embedded-cpu (He init, batch 32, lr 0.005, 3 epochs: what trains on a CPU in minutes); flags given win",
+    "harness": "what to measure: accuracy (train, then top-1/top-5 error), throughput, relu-tanh",
+    "pipeline": "input pipeline: torchvision, dali or ffcv",
+    "mode": "execution mode: single (one device), model-parallel (the paper's two towers), data-parallel (DDP)",
+    "model": "network: alexnet (the paper's) or alexnet_torchvision (torchvision's variant)",
+    "data": f"dataset root in ImageFolder layout (train/<class>/*, val/<class>/*), or '{EMBEDDED}' for the generated default",
+    "embedded_classes": "classes in the embedded dataset",
+    "embedded_train_per_class": "training images per class in the embedded dataset",
+    "embedded_val_per_class": "validation images per class in the embedded dataset",
+    "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE)",
+    "activation": "nonlinearity of every layer: relu or tanh",
+    "lrn": "LRN convention: authors (alpha/n, cuda-convnet/Caffe/torch; the default) or paper (the formula as printed)",
+    "crop": "input size: 227 (feature maps 55-27-13-13-13-6 without padding) or 224 (conv1 padded by 2)",
+    "init": "weight init: paper (N(0,0.01), bias 1 in conv2/4/5, fc6/7), caffe (bvlc_alexnet's) or he (not the paper's)",
+    "flip_prob": "probability of a horizontal reflection of a training crop",
+    "lighting_sigma": "std of the PCA lighting coefficients alpha (the paper: 0.1; 0 turns lighting off)",
+    "lighting_stats": "eigen-statistics for lighting and normalisation: auto (ImageNet's constants for ImageNet, else computed), computed, imagenet",
+    "epochs": "training epochs (0: the paper's 90; the embedded-cpu preset: 3)",
+    "batch_size": "images per step (global batch across all devices)",
+    "lr": "initial learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "lr_patience": "epochs without a lower validation error before the learning rate is divided by 10",
+    "max_lr_drops": "the most times the learning rate is divided by 10",
+    "steps_per_epoch": "stop each epoch after this many steps (0: the whole training split)",
+    "ten_crop": "also evaluate with the paper's ten-view average at the end",
+    "workers": "loader worker processes or threads",
+    "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
+    "seed": "seed for sample order, augmentation, dropout and initialisation",
+    "out": "results directory: records/ and checkpoints/ go under it",
+    "resume": "continue the run saved in this checkpoint (its settings, unless given again here)",
+    "progress": "show progress bars and per-epoch lines",
+}
+CHOICES = {"preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description=__doc__.strip().splitlines()[0],
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP[f.name] + f" (default: {default})")
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+        parser.add_argument(flag, type=kind, choices=CHOICES.get(f.name), metavar=f.name.upper(), help=HELP[f.name] + f" (default: {default!s})")
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None) -> RunConfig:
+    args = vars(build_parser().parse_args(argv))
+    config_file = args.pop("config", None)
+    base: dict[str, Any] = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    if "resume" in args:
+        from bench.checkpoint import load_checkpoint
+
+        return RunConfig.from_dict({**load_checkpoint(args["resume"])["config"], **base, **args})
+    return RunConfig.with_preset({**base, **args})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+        from bench.harness import dispatch
+
+        dispatch.run(config)
+    except UserError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The paper's training recipe: SGD with momentum and weight decay, the learning rate divided
+by 10 when the validation error stops improving (at most ``max_lr_drops`` times)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bench.config import RunConfig
+from bench.errors import UserError
+from pipelines.base import Loader
+from pipelines.seeding import epoch_seed
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when there is a GPU, else the CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA GPU is visible on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def make_optimizer(net: nn.Module, config: RunConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """Divide by 10 after ``lr_patience`` epochs without a lower validation error; never below lr / 10**max_lr_drops."""
+    floor = config.lr * 0.1**config.max_lr_drops
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=0.1, patience=config.lr_patience, threshold=0.0, min_lr=floor * (1 - 1e-6)
+    )
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    top1_err: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class History:
+    """Per-epoch curves, as stored in checkpoints and records."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_top1_err: list[float] = field(default_factory=list)
+    val_top1_err: list[float] = field(default_factory=list)
+    val_top5_err: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    lr_drops: list[int] = field(default_factory=list)  # epochs after which the learning rate was divided by 10
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**{k: list(v) for k, v in d.items()})
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed torch's global generator (dropout) from (seed, epoch): a resumed epoch draws what the original did."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+
+
+def train_epoch(
+    net: nn.Module,
+    loader: Loader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    max_steps: int = 0,
+    progress: bool = True,
+    desc: str = "train",
+) -> EpochResult:
+    """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s."""
+    net.train()
+    total = min(len(loader), max_steps) if max_steps else len(loader)
+    loss_sum = 0.0
+    wrong = seen = 0
+    start = time.perf_counter()
+    bar = tqdm(total=total * getattr(loader, "batch_size", 1) or None, desc=desc, unit="img", disable=not progress, leave=False, mininterval=1.0)
+    try:
+        for step, (images, labels) in enumerate(loader):
+            if step >= total:
+                break
+            logits = net(images)
+            loss = nn.functional.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = labels.shape[0]
+            loss_sum += loss.item() * n
+            wrong += int((logits.argmax(dim=1) != labels).sum())
+            seen += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    if seen == 0:
+        return EpochResult(math.nan, math.nan, 0, seconds)
+    return EpochResult(loss_sum / seen, wrong / seen, seen, seconds)

@@ -1,0 +1,64 @@
+"""Sessions: ``nox -s tests`` (set up everything, run the tests), ``nox -s bench`` (set up
+everything, run the standard benchmark on the embedded data and write the report).
+
+Both install the project with every optional pipeline into their own virtual environment,
+after the system libraries FFCV compiles against (installed with apt-get when missing and
+this user may; otherwise the exact command is printed and FFCV is left out).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "venv"  # pip, which finds torch on this machine's disk
+
+APT_PACKAGES = ("libopencv-dev", "libturbojpeg0-dev", "pkg-config")
+PKG_CONFIG_NAMES = ("opencv4", "libturbojpeg")
+
+
+def _have_ffcv_system_libraries() -> bool:
+    if shutil.which("pkg-config") is None:
+        return False
+    return subprocess.run(["pkg-config", "--exists", *PKG_CONFIG_NAMES], check=False).returncode == 0
+
+
+def ensure_system_packages(session: nox.Session) -> bool:
+    """Make sure FFCV's build dependencies are here; True if they are."""
+    if _have_ffcv_system_libraries():
+        return True
+    command = "apt-get install -y --no-install-recommends " + " ".join(APT_PACKAGES)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"FFCV needs OpenCV and libjpeg-turbo headers; install them with: sudo {command}  (continuing without FFCV)")
+        return False
+    session.log("installing FFCV's system libraries with apt-get")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(*command.split(), external=True, env=env)
+    return _have_ffcv_system_libraries()
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    wanted = ["dali", "notebooks", *extras]
+    if ensure_system_packages(session):
+        wanted.append("ffcv")
+    session.install("--upgrade", "pip")
+    session.install("-e", f".[{','.join(wanted)}]")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Install everything and run the test suite (pass pytest arguments after --)."""
+    install_project(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Install everything and run the standard benchmark on the embedded data (args go to bench.run)."""
+    install_project(session)
+    session.run("python", "-m", "bench.run", *session.posargs)

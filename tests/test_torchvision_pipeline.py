@@ -1,0 +1,164 @@
+"""The pipeline contract, the registry and the torchvision pipeline's augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.data.manifest import load_manifest
+from pipelines import AugmentSpec, PipelineOptions, create_pipeline, list_pipelines, pipeline_class
+from pipelines.spec import ColourStats
+from pipelines.torchvision_pipeline import PaperTransform, SeededSampler, load_rgb, preprocess
+
+
+@pytest.fixture(scope="module")
+def manifest(small_root, tmp_path_factory):
+    return load_manifest(small_root, tmp_path_factory.mktemp("m"), progress=False)
+
+
+def make(spec=None, **options):
+    return create_pipeline("torchvision", spec or AugmentSpec(), PipelineOptions(**{"batch_size": 8, "workers": 0, **options}))
+
+
+def test_registry():
+    assert "torchvision" in list_pipelines()
+    with pytest.raises(ValueError, match="unknown pipeline 'nope'; choose from: .*torchvision"):
+        pipeline_class("nope")
+
+
+def test_train_batches_have_the_contract_shape_and_labels(manifest):
+    loader = make().train_loader(manifest.split("train"))
+    loader.set_epoch(0)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 48 // 8
+    images, labels = batches[0]
+    assert images.shape == (8, 3, 227, 227) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64 and labels.shape == (8,)
+    assert loader.num_samples == 48
+
+
+def test_every_training_sample_once_per_epoch_and_order_changes(manifest):
+    split = manifest.split("train")
+    sampler_a = SeededSampler(len(split), seed=1, shuffle=True)
+    order0 = [i for i, _ in sampler_a]
+    sampler_a.set_epoch(1)
+    order1 = [i for i, _ in sampler_a]
+    assert sorted(order0) == sorted(order1) == list(range(len(split)))
+    assert order0 != order1
+
+
+def test_labels_follow_the_manifest(manifest):
+    split = manifest.split("val")
+    loader = make().eval_loader(split)
+    labels = torch.cat([y for _, y in loader]).tolist()
+    assert labels == list(split.labels)
+
+
+@pytest.mark.parametrize("crop", [227, 224])
+def test_crop_sizes_and_ten_views(manifest, crop):
+    spec = AugmentSpec(crop=crop)
+    p = make(spec)
+    x, _ = next(iter(p.train_loader(manifest.split("train"))))
+    assert x.shape[-2:] == (crop, crop)
+    x, y = next(iter(p.eval_loader(manifest.split("val"), ten_crop=True)))
+    assert x.shape == (8, 10, 3, crop, crop) and y.shape == (8,)
+
+
+def test_ten_views_are_the_corners_centre_and_reflections(manifest):
+    spec = AugmentSpec()
+    path = manifest.split("val").paths[0]
+    base = preprocess(load_rgb(path), 256)
+    views = PaperTransform(spec, train=False, ten_crop=True)(load_rgb(path), 0)
+    centre = PaperTransform(spec, train=False)(load_rgb(path), 0)
+    mean = torch.tensor(spec.colour.mean).view(3, 1, 1)
+    std = torch.tensor(spec.colour.std).view(3, 1, 1)
+    to_uint8 = lambda v: (v * std + mean).mul(255).round().to(torch.uint8)  # noqa: E731
+    assert torch.equal(to_uint8(views[0]), base[:, :227, :227])
+    assert torch.equal(to_uint8(views[3]), base[:, 29:, 29:])
+    assert torch.equal(views[4], centre)
+    for i in range(5):
+        assert torch.equal(views[5 + i], views[i].flip(-1))
+
+
+def test_random_crops_and_flips_come_from_the_seed(manifest):
+    spec = AugmentSpec(lighting_sigma=0.0, flip_prob=1.0)
+    img = load_rgb(manifest.split("train").paths[0])
+    t = PaperTransform(spec, train=True)
+    base = preprocess(img, 256)
+    seen = set()
+    for seed in range(20):
+        x = t(img, seed)
+        assert torch.equal(x, t(img, seed))
+        rng = np.random.default_rng(seed)
+        top, left = (int(v) for v in rng.integers(0, 30, size=2))
+        expected = base[:, top : top + 227, left : left + 227].flip(-1).float().div(255)
+        expected = (expected - torch.tensor(spec.colour.mean).view(3, 1, 1)) / torch.tensor(spec.colour.std).view(3, 1, 1)
+        assert torch.allclose(x, expected, atol=1e-6)
+        seen.add((top, left))
+    assert len(seen) > 15
+
+
+def test_flip_probability_half():
+    spec = AugmentSpec(lighting_sigma=0.0)
+    img = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (256, 1))[..., None].repeat(3, axis=2))  # left dark, right bright
+    t = PaperTransform(spec, train=True)
+    flipped = [bool(t(img, s)[0, 0, 0] > t(img, s)[0, 0, -1]) for s in range(400)]
+    assert 0.43 < np.mean(flipped) < 0.57
+
+
+def test_lighting_shift_matches_sigma_and_eigen_statistics():
+    """The per-image shift is constant over pixels and distributed as N(0, sigma^2 M M^T), M = eigvec diag(eigval)."""
+    colour = ColourStats()
+    spec = AugmentSpec(flip_prob=0.0, lighting_sigma=0.1, colour=colour)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, size=(256, 256, 3), dtype=np.uint8))
+    lit, plain = PaperTransform(spec, train=True), PaperTransform(spec.without_augmentation(), train=True)
+    std = torch.tensor(colour.std).view(3, 1, 1)
+    shifts = []
+    for seed in range(3000):
+        d = (lit(img, seed) - plain(img, seed)) * std  # back to the [0, 1] pixel scale
+        assert torch.allclose(d, d[:, :1, :1].expand_as(d), atol=1e-5)  # one shift for every pixel
+        shifts.append(d[:, 0, 0].double().numpy())
+    shifts = np.array(shifts)
+    m = spec.lighting_matrix()
+    expected_cov = 0.1**2 * m @ m.T
+    assert np.allclose(shifts.mean(axis=0), 0.0, atol=4 * np.sqrt(np.diag(expected_cov) / len(shifts)).max())
+    assert np.allclose(np.cov(shifts.T), expected_cov, rtol=0.1, atol=1e-5)
+    # Along each eigenvector the shift's std is sigma * lambda_i.
+    proj = shifts @ np.asarray(colour.eigvec)
+    assert np.allclose(proj.std(axis=0), 0.1 * np.asarray(colour.eigval), rtol=0.06)
+
+
+def test_same_seed_same_first_batches_whatever_the_workers(manifest):
+    split = manifest.split("train")
+
+    def first_two(seed, workers):
+        loader = make(seed=seed, workers=workers).train_loader(split)
+        loader.set_epoch(0)
+        it = iter(loader)
+        out = [next(it), next(it)]
+        loader.close()
+        return out
+
+    a, b, c = first_two(5, 0), first_two(5, 2), first_two(6, 0)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(a[0][0], c[0][0])
+
+
+def test_sharding_splits_an_epoch_between_ranks(manifest):
+    n = len(manifest.split("train"))
+    shards = [list(SeededSampler(n, seed=0, shuffle=True, rank=r, world_size=2)) for r in range(2)]
+    indices = [i for shard in shards for i, _ in shard]
+    assert sorted(indices) == list(range(n))
+    evals = [[i for i, _ in SeededSampler(n - 1, seed=0, shuffle=False, rank=r, world_size=2)] for r in range(2)]
+    assert sorted(evals[0] + evals[1]) == list(range(n - 1))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert load_rgb(str(tmp_path / "r.jpg")).size == (20, 40)
