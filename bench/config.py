@@ -63,6 +63,10 @@ class RunConfig:
     max_lr_drops: int = 3
     steps_per_epoch: int = 0  # 0: the whole training split every epoch
     ten_crop: bool = True
+    # DALI pipeline options (pipelines/dali_pipeline.py)
+
+    # FFCV pipeline options (pipelines/ffcv_pipeline.py)
+
     # Execution
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     device: str = "auto"
@@ -105,6 +109,11 @@ class RunConfig:
             preset = "embedded-cpu" if config.embedded else "paper"
         values = EMBEDDED_CPU_PRESET if preset == "embedded-cpu" else {}
         return cls.from_dict({**values, **explicit, "preset": preset}, source=source)
+
+    def pipeline_extra(self) -> dict[str, Any]:
+        """The pipeline-specific settings (``dali_*``, ``ffcv_*``) for ``PipelineOptions.extra``, prefix removed."""
+        prefix = self.pipeline + "_"
+        return {f.name[len(prefix) :]: getattr(self, f.name) for f in fields(self) if f.name.startswith(prefix)}
 
     @property
     def embedded(self) -> bool:

@@ -44,6 +44,10 @@ HELP: dict[str, str] = {
     "max_lr_drops": "the most times the learning rate is divided by 10",
     "steps_per_epoch": "stop each epoch after this many steps (0: the whole training split)",
     "ten_crop": "also evaluate with the paper's ten-view average at the end",
+    # DALI pipeline options
+
+    # FFCV pipeline options
+
     "workers": "loader worker processes or threads",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
     "seed": "seed for sample order, augmentation, dropout and initialisation",

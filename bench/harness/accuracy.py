@@ -6,34 +6,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
-import model as models
+from bench.builders import augment_spec, build_model, pipeline_options
 from bench.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
-from bench.data.source import Dataset, open_dataset
+from bench.data.source import open_dataset
 from bench.evaluate import evaluate
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
 from bench.train import History, make_optimizer, make_scheduler, resolve_device, seed_epoch, train_epoch
-from pipelines import AugmentSpec, PipelineOptions, create_pipeline
+from pipelines import create_pipeline
 
 PAPER_EPOCHS = 90
 
 
 def epochs_for(config: RunConfig) -> int:
     return config.epochs or PAPER_EPOCHS
-
-
-def augment_spec(config: RunConfig, dataset: Dataset) -> AugmentSpec:
-    return AugmentSpec(crop=config.crop, flip_prob=config.flip_prob, lighting_sigma=config.lighting_sigma, colour=dataset.colour)
-
-
-def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
-    kwargs = dict(num_classes=num_classes, activation=config.activation)
-    if config.model == "alexnet":
-        kwargs.update(lrn=config.lrn, input_size=config.crop, init=config.init)
-    return models.create_model(config.model, **kwargs)
 
 
 def say(config: RunConfig, message: str) -> None:
@@ -49,11 +36,9 @@ def run(config: RunConfig) -> Path:
     say(config, f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
                 f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
     spec = augment_spec(config, dataset)
-    options = PipelineOptions(batch_size=config.batch_size, workers=config.workers, device=str(device), seed=config.seed, cache_dir=config.cache_dir)
-    pipeline = create_pipeline(config.pipeline, spec, options)
+    pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device))
     train_split, val_split = dataset.manifest.split("train"), dataset.manifest.split("val")
 
-    torch.manual_seed(config.seed)  # the initial weights
     net = build_model(config, len(dataset.manifest.classes)).to(device)
     optimizer = make_optimizer(net, config)
     scheduler = make_scheduler(optimizer, config)
