@@ -100,5 +100,10 @@ class Pipeline(ABC):
         """Centre crop (or the ten views), every sample of this rank's shard exactly once, in order."""
 
     def describe(self) -> dict[str, Any]:
-        """What the run record keeps about this pipeline (decoder, backend options, ...)."""
-        return {"name": self.name}
+        """What the run record keeps about this pipeline (decoder, backend options, ...).
+
+        One-off costs that must stay out of throughput figures (a conversion, a compilation,
+        a graph build) go under ``"one_off_seconds": {"<what>": seconds}``, accumulated over
+        the loaders built so far; the throughput harness reports them separately.
+        """
+        return {"name": self.name, "one_off_seconds": {}}

@@ -183,4 +183,4 @@ class TorchvisionPipeline(Pipeline):
         return self._loader(split, transform, shuffle=False, drop_last=False)
 
     def describe(self) -> dict:
-        return {"name": self.name, "decoder": "pil", "workers": self.options.workers}
+        return {**super().describe(), "decoder": "pil", "workers": self.options.workers}
