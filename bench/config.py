@@ -14,6 +14,7 @@ from typing import Any
 from bench.errors import UserError
 
 HARNESSES = ("accuracy", "throughput", "relu-tanh")
+BATCH_SCOPES = ("global", "per-rank")
 MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
@@ -70,6 +71,9 @@ class RunConfig:
     # Execution
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     device: str = "auto"
+    mp_devices: str = ""  # model-parallel: "cuda:0,cuda:1"; empty: two GPUs if present, else one shared (emulated)
+    nproc: str = "auto"  # data-parallel processes: a number, or auto (one per GPU; 2 on a CPU)
+    batch_scope: str = "global"  # data-parallel: batch_size is the global batch, or per-rank
     seed: int = 0
     out: str = "results"
     resume: str = ""
@@ -87,6 +91,8 @@ class RunConfig:
         need(self.harness in HARNESSES, f"--harness {self.harness!r} is not one of: {', '.join(HARNESSES)}")
         need(self.mode in MODES, f"--mode {self.mode!r} is not one of: {', '.join(MODES)}")
         need(self.lighting_stats in LIGHTING_STATS, f"--lighting-stats {self.lighting_stats!r} is not one of: {', '.join(LIGHTING_STATS)}")
+        need(self.batch_scope in BATCH_SCOPES, f"--batch-scope {self.batch_scope!r} is not one of: {', '.join(BATCH_SCOPES)}")
+        need(self.nproc == "auto" or (self.nproc.isdigit() and int(self.nproc) >= 1), f"--nproc must be a whole number of at least 1 (or auto), not {self.nproc!r}")
         need(self.crop in (224, 227), f"--crop must be 227 or 224, not {self.crop}")
         need(self.epochs >= 0, f"--epochs must be at least 1 (or 0 for the default), not {self.epochs}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
+from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -50,12 +50,15 @@ HELP: dict[str, str] = {
 
     "workers": "loader worker processes or threads",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
+    "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (default: two GPUs if present, else both on --device: emulated)",
+    "nproc": "data-parallel: processes to start with torchrun (auto: one per GPU, 2 on a CPU)",
+    "batch_scope": "data-parallel: whether --batch-size is the global batch (split over ranks) or per rank",
     "seed": "seed for sample order, augmentation, dropout and initialisation",
     "out": "results directory: records/ and checkpoints/ go under it",
     "resume": "continue the run saved in this checkpoint (its settings, unless given again here)",
     "progress": "show progress bars and per-epoch lines",
 }
-CHOICES = {"preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
+CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -95,11 +98,12 @@ def config_from_args(argv: Sequence[str] | None) -> RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         config = config_from_args(argv)
         from bench.harness import dispatch
 
-        dispatch.run(config)
+        dispatch.run(config, argv)
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -110,4 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # Under torchrun, an exception is also written to the agent's error file with its time,
+    # so the launcher can name the rank that failed first (a no-op otherwise).
+    sys.exit(record(main)())
