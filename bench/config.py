@@ -45,6 +45,8 @@ class RunConfig:
     embedded_train_per_class: int = 260
     embedded_val_per_class: int = 50
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
+    strict: bool = False  # a bad file is an error instead of being left out
+    max_pixels: int = 89_478_485  # larger images are left out as possible decompression bombs (PIL's own limit)
     # The network (the paper's by default)
     activation: str = "relu"
     lrn: str = "authors"
@@ -104,6 +106,7 @@ class RunConfig:
         need(self.embedded_train_per_class >= 1, "--embedded-train-per-class must be at least 1")
         need(self.embedded_val_per_class >= 1, "--embedded-val-per-class must be at least 1")
         need(0.0 <= self.flip_prob <= 1.0, f"--flip-prob must be in [0, 1], not {self.flip_prob}")
+        need(self.max_pixels >= 1, f"--max-pixels must be at least 1, not {self.max_pixels}")
         need(self.lighting_sigma >= 0, f"--lighting-sigma must be 0 or more, not {self.lighting_sigma}")
 
     @classmethod

@@ -53,7 +53,7 @@ def evaluate(net: nn.Module, loader: Loader, *, progress: bool = False, desc: st
     net.eval()
     wrong1 = wrong5 = seen = 0
     try:
-        for images, labels in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for images, labels in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             if images.dim() == 5:
                 n, views = images.shape[:2]
                 probs = net(images.flatten(0, 1)).softmax(dim=1).view(n, views, -1).mean(dim=1)

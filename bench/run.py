@@ -27,6 +27,8 @@ HELP: dict[str, str] = {
     "embedded_classes": "classes in the embedded dataset",
     "embedded_train_per_class": "training images per class in the embedded dataset",
     "embedded_val_per_class": "validation images per class in the embedded dataset",
+    "strict": "stop with an error naming the first bad file instead of leaving bad files out",
+    "max_pixels": "images with more pixels are left out as possible decompression bombs",
     "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE)",
     "activation": "nonlinearity of every layer: relu or tanh",
     "lrn": "LRN convention: authors (alpha/n, cuda-convnet/Caffe/torch; the default) or paper (the formula as printed)",
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.strip().splitlines()[0],
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
+    source.add_argument("--rerun", metavar="RECORD", help="run again with every setting of this run record (flags given here override them)")
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
@@ -89,7 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None) -> RunConfig:
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config", None)
+    rerun = args.pop("rerun", None)
     base: dict[str, Any] = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    if rerun:
+        from bench.records import read_record
+
+        try:
+            recorded = read_record(rerun)["config"]
+        except (ValueError, KeyError) as err:
+            raise UserError(f"--rerun: {err}") from None
+        return RunConfig.from_dict({**recorded, "resume": "", **args}, source=rerun)
     if "resume" in args:
         from bench.checkpoint import load_checkpoint
 

@@ -120,7 +120,8 @@ def train_epoch(
     loss_sum = 0.0
     wrong = seen = 0
     start = time.perf_counter()
-    bar = tqdm(total=total * getattr(loader, "batch_size", 1) or None, desc=desc, unit="img", disable=not progress, leave=False, mininterval=1.0)
+    images = loader.num_samples * total // len(loader) if len(loader) else 0
+    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=1.0)
     try:
         for step, (images, labels) in enumerate(loader):
             if step >= total:

@@ -18,6 +18,7 @@ from bench.evaluate import evaluate
 from bench.modes import create_mode
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
+from bench.reproducibility import guarantees
 from bench.train import History, make_optimizer, make_scheduler, seed_epoch, train_epoch
 from pipelines import create_pipeline
 
@@ -53,6 +54,12 @@ def _run(config: RunConfig, mode) -> Path | None:
     counts = dataset.manifest.counts()
     say(f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
         f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
+    for entry in dataset.manifest.bad()[:5]:
+        say(f"  left out {entry.path}: {entry.reason}")
+    if len(dataset.manifest.bad()) > 5:
+        say(f"  ... and {len(dataset.manifest.bad()) - 5} more (all listed in the record)")
+    for name in dataset.manifest.empty_classes("train"):
+        say(f"  warning: class {name} has no training images")
     spec = augment_spec(config, dataset)
     device = mode.input_device
     options = pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=mode.per_process_batch(config.batch_size))
@@ -146,6 +153,7 @@ def _run(config: RunConfig, mode) -> Path | None:
                 "epochs_planned": epochs,
                 "dataset": dataset.describe(),
                 "pipeline": pipeline.describe(),
+                "reproducibility": guarantees(pipeline.describe(), described["devices"]),
                 "mode": {**described, "batch_per_process": options.batch_size, "global_batch": options.batch_size * mode.world_size},
                 "model": {"name": config.model, "parameters": sum(p.numel() for p in net.parameters())},
                 "augmentation": spec.to_dict(),
