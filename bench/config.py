@@ -67,6 +67,9 @@ class RunConfig:
     steps_per_epoch: int = 0  # 0: the whole training split every epoch
     ten_crop: bool = True
     # DALI pipeline options (pipelines/dali_pipeline.py)
+    dali_decoder: str = "auto"  # auto: mixed (nvJPEG) on a CUDA device DALI sees, else cpu
+    dali_hw_decoder_load: float = 0.65
+    dali_prefetch_depth: int = 2
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
 
@@ -108,6 +111,10 @@ class RunConfig:
         need(0.0 <= self.flip_prob <= 1.0, f"--flip-prob must be in [0, 1], not {self.flip_prob}")
         need(self.max_pixels >= 1, f"--max-pixels must be at least 1, not {self.max_pixels}")
         need(self.lighting_sigma >= 0, f"--lighting-sigma must be 0 or more, not {self.lighting_sigma}")
+        # DALI pipeline options
+        need(self.dali_decoder in ("auto", "mixed", "cpu"), f"--dali-decoder {self.dali_decoder!r} is not one of: auto, mixed, cpu")
+        need(0.0 <= self.dali_hw_decoder_load <= 1.0, f"--dali-hw-decoder-load must be in [0, 1], not {self.dali_hw_decoder_load}")
+        need(self.dali_prefetch_depth >= 1, f"--dali-prefetch-depth must be at least 1, not {self.dali_prefetch_depth}")
 
     @classmethod
     def with_preset(cls, explicit: dict[str, Any], *, source: str = "config") -> "RunConfig":

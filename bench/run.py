@@ -47,6 +47,10 @@ HELP: dict[str, str] = {
     "steps_per_epoch": "stop each epoch after this many steps (0: the whole training split)",
     "ten_crop": "also evaluate with the paper's ten-view average at the end",
     # DALI pipeline options
+    "dali_decoder": "DALI's JPEG decoder: auto (mixed when --device is CUDA and DALI sees a GPU, else cpu), "
+    "mixed (nvJPEG on the GPU; an error without one) or cpu (libjpeg-turbo, every operator on the CPU)",
+    "dali_hw_decoder_load": "DALI mixed decoder: share of the JPEG work given to the hardware decoder (A100/H100), 0-1",
+    "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth)",
 
     # FFCV pipeline options
 

@@ -44,6 +44,15 @@ register_pipeline(
         summary="torch DataLoader with worker processes, PIL decode, the paper's augmentation",
     )
 )
+register_pipeline(
+    PipelineEntry(
+        name="dali",
+        module="pipelines.dali_pipeline",
+        cls="DaliPipeline",
+        install="pip install -e '.[dali]'",
+        summary="NVIDIA DALI: nvJPEG decode and augmentation on the GPU (mixed), or the same graph on the CPU",
+    )
+)
 
 
 def list_pipelines() -> list[str]:
