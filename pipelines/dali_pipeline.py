@@ -244,4 +244,10 @@ class DaliPipeline(Pipeline):
             "pipeline_builds": self.builds,
             "dali_version": dali_version,
             "one_off_seconds": {"pipeline_build": self.build_seconds},
+            "determinism": {
+                "order": True,
+                "augmentation": True,
+                "note": "order from (seed, epoch) as torchvision's; draws from (seed, epoch, rank) and the sample's position "
+                "in the epoch: independent of threads and prefetch depth, not of batch size or world size",
+            },
         }

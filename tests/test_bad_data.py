@@ -17,13 +17,16 @@ import torch
 from PIL import Image
 
 from bench.data.manifest import check_image, load_manifest
+from pipelines.spec import IMAGENET_STD
 from pipelines import AugmentSpec, PipelineOptions, Split, available_pipelines, create_pipeline
 from tests.bad_data import DECODABLE, EXPECTED_BAD, make_bad_dataset
 from tests.conftest import REPO
 
-# The largest absolute difference (normalised units) each pipeline's decode + resize may show
-# against the torchvision pipeline on the same file; each pipeline's own tests measure it.
-TOLERANCE = {"torchvision": 0.0, "dali": 0.25, "ffcv": 0.0}
+# The largest absolute difference (normalised units, ImageNet std) each pipeline's decode + resize
+# may show against the torchvision pipeline on the same file. DALI: measured 0.0175 (one level
+# of 255) on every odd file here; its resampler differs from PIL's by at most a level inside
+# the image (tests/test_dali_pipeline.py), so 1.5 levels is allowed.
+TOLERANCE = {"torchvision": 0.0, "dali": 1.5 / 255 / min(IMAGENET_STD), "ffcv": 0.0}
 
 
 @pytest.fixture(scope="module")
