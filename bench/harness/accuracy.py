@@ -11,6 +11,7 @@ from bench.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.data.source import open_dataset
 from bench.evaluate import evaluate
+from bench.harness.execution import describe_mode, place_model
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
 from bench.train import History, make_optimizer, make_scheduler, resolve_device, seed_epoch, train_epoch
@@ -39,7 +40,7 @@ def run(config: RunConfig) -> Path:
     pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device))
     train_split, val_split = dataset.manifest.split("train"), dataset.manifest.split("val")
 
-    net = build_model(config, len(dataset.manifest.classes)).to(device)
+    net = place_model(build_model(config, len(dataset.manifest.classes)), config.mode, device)
     optimizer = make_optimizer(net, config)
     scheduler = make_scheduler(optimizer, config)
     history = History()
@@ -120,7 +121,7 @@ def run(config: RunConfig) -> Path:
             "epochs_planned": epochs,
             "dataset": dataset.describe(),
             "pipeline": pipeline.describe(),
-            "mode": {"name": config.mode, "device": str(device), "emulated": False},
+            "mode": describe_mode(config.mode, device),
             "model": {"name": config.model, "parameters": sum(p.numel() for p in net.parameters())},
             "augmentation": spec.to_dict(),
             "curves": history.to_dict(),
