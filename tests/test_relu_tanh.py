@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from bench.config import RunConfig
 from bench.data.cifar import cifar10_folder, load_cifar10
@@ -142,3 +143,12 @@ def test_not_cifar10_is_a_clear_error(tmp_path):
     (tmp_path / "broken" / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match="data_batch_3: not a CIFAR-10 batch file"):
         load_cifar10(tmp_path / "broken")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_data_and_networks_live_there(tmp_path):
+    record = run(tmp_path, device="cuda", relu_tanh_lrs="0.001", epochs=2)
+    assert record["status"] == "complete" and record["mode"]["device"].startswith("cuda")
+    assert record["protocol"]["cudnn_deterministic"] is True
+    assert all(record["results"][a]["iterations_run"] == 16 for a in ("relu", "tanh"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from bench.config import RunConfig
@@ -19,6 +20,9 @@ TINY = dict(
     harness="throughput", batch_size=4, workers=1, warmup_batches=1, batches_per_repeat=1,
     loader_batches_per_repeat=2, repeats=3, ceiling_images=8, progress=False, preset="embedded-cpu",
 )
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def tiny_config(root, cache_dir, out, **overrides) -> RunConfig:
@@ -78,6 +82,7 @@ def test_one_point_writes_a_complete_record(small_root, cache_dir, tmp_path):
     assert m["bound_by"] == ("loader" if med["loader_only"] < med["model_only"] else "model")
     # The ceiling decoded exactly the sampled files, fully, with every decoder, on every core.
     files = ceiling_files(sorted(p for p in (small_root / "train").rglob("*.jpg")), 8)
+    assert [small_root / p for p in m["decode_ceiling"]["paths"]] == files
     pixels = []
     for f in files:
         with Image.open(f) as img:
@@ -116,3 +121,17 @@ def test_a_sweep_records_failing_points_and_goes_on(small_root, cache_dir, tmp_p
     too_big = by_point[("torchvision", 64)]
     assert too_big["status"] == "failed" and "the training split has only 48 images" in too_big["error"]
     assert all(r["config"]["sweep_batch_sizes"] == "" for r in records)  # each record is one point, re-runnable alone
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_one_point_on_a_gpu_synchronises_and_measures_nvjpeg(small_root, cache_dir, tmp_path):
+    record = json.loads(throughput.run(tiny_config(small_root, cache_dir, tmp_path, device="cuda")).read_text())
+    assert record["status"] == "complete" and record["protocol"]["cuda_synchronised"] is True
+    m = record["metrics"]
+    nvjpeg = m["decode_ceiling"]["nvjpeg"]
+    check_stats(nvjpeg["images_per_s"], 3)
+    assert nvjpeg["images"] == 8 and nvjpeg["includes_file_read"] is False and nvjpeg["device"].startswith("cuda")
+    assert m["loader_share_of_ceiling"]["nvjpeg"] == pytest.approx(m["loader_only"]["images_per_s"]["median"] / nvjpeg["images_per_s"]["median"])
+    for phase in ("loader_only", "end_to_end", "model_only"):
+        assert m[phase]["resources"]["cuda_max_allocated_bytes"] > 0

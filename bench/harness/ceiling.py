@@ -14,6 +14,7 @@ The files are an even sample of the training split (every k-th file, ``ceiling_f
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -144,12 +145,17 @@ def nvjpeg_ceiling(paths: list[str], *, repeats: int, device: torch.device, batc
     }
 
 
-def decode_ceiling(paths: list[str], *, repeats: int, device: torch.device, batch_size: int) -> dict:
-    """The CPU ceiling, and the nvJPEG one on a CUDA device (else a reason it was skipped)."""
+def decode_ceiling(paths: list[str], *, repeats: int, device: torch.device, batch_size: int, root: str) -> dict:
+    """The CPU ceiling, and the nvJPEG one on a CUDA device (else a reason it was skipped).
+
+    The record names the files (relative to the dataset ``root``) so the ceiling can be checked
+    against a separate measurement of the very same files.
+    """
     sizes = [Path(p).stat().st_size for p in paths]
     out = {
         "files": len(paths),
         "selection": "every k-th file of the training split, k = its size // --ceiling-images",
+        "paths": [os.path.relpath(p, root) for p in paths],
         "mean_file_bytes": float(np.mean(sizes)),
         "cpu": {**cpu_ceiling(paths, repeats=repeats), "includes_file_read": True},
     }

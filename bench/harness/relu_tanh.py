@@ -39,9 +39,13 @@ What this harness does, and where the paper leaves room, what it chooses:
   sweep trials of other rates excluded) to the target, or null with the reason; the whole
   learning curve; the sweep. And the ratios tanh / ReLU (the paper: about 6 in iterations).
 - Determinism: the seed fixes the initial weights and the sample order of every epoch
-  (``pipelines.seeding``). Denormal floats are flushed to zero during the run (what GPUs do;
-  on an x86 CPU the tiny initial weights otherwise make ReLU steps several times slower, which
-  would bias the wall-time comparison), and on CUDA cuDNN runs its deterministic algorithms.
+  (``pipelines.seeding``); on a CPU two runs with the same seed give the same curves. On
+  CUDA cuDNN is held to its deterministic algorithms, but some kernels (the backward pass of
+  overlapping max pooling accumulates with atomics) can still differ in the last bits between
+  runs, so curves may drift apart slightly; the order and the initial weights do not. Denormal
+  floats are flushed to zero during the run: on an x86 CPU the tiny initial weights otherwise
+  make ReLU steps several times slower than tanh steps (measured here: 45 vs 134 images/s),
+  which would bias the wall-time comparison with a cost GPUs do not have.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ def measure(config: RunConfig, *, dataset: Dataset | None = None, sweep: dict | 
         if len(split) < config.batch_size:
             raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
         files = ceiling_files(split.paths, protocol.ceiling_images)
-        ceilings = metrics["decode_ceiling"] = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size)
+        ceilings = metrics["decode_ceiling"] = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size,
+                                                                   root=dataset.manifest.root)
         say(config, f"decode ceiling ({len(files)} files, {ceilings['cpu']['processes']} processes): "
                     + ", ".join(f"{d} {v['images_per_s']['median']:.1f} img/s" for d, v in ceilings["cpu"]["decoders"].items())
                     + (f", nvJPEG {ceilings['nvjpeg']['images_per_s']['median']:.1f} img/s" if "images_per_s" in ceilings["nvjpeg"] else ""))
