@@ -62,6 +62,7 @@ def test_both_activations_reach_an_easy_target_and_the_record_says_how(tmp_path)
         assert all(s["iterations"] < winner["reached_at_iteration"] + window for s in sweep)
         assert r["lr_at_grid_edge"] is True  # with two rates either one is an edge
         assert r["epoch_curves"]["epoch"] == list(range(1, r["iterations_run"] // window + 1))
+        assert r["resources"]["cpu_seconds"] > 0 and 0 <= r["resources"]["machine_cpu_percent"] <= 100
     m = record["metrics"]
     assert m["iterations_to_target"] == {a: record["results"][a]["iterations_to_target"] for a in ("relu", "tanh")}
     assert m["ratio_tanh_to_relu"]["iterations"] == pytest.approx(m["iterations_to_target"]["tanh"] / m["iterations_to_target"]["relu"])

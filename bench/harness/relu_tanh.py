@@ -67,6 +67,7 @@ from bench.data.cifar import ImageArrays, open_image_arrays
 from bench.errors import UserError
 from bench.harness.accuracy import say
 from bench.harness.execution import describe_mode, place_model, to_device
+from bench.harness.resources import ResourceMonitor
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
 from bench.train import resolve_device, train_step
@@ -201,16 +202,16 @@ class Trial:
         }
 
 
-def train_activation(config: RunConfig, activation: str, data: TrainingData, device: torch.device, *, budget: int, sweep_iterations: int) -> dict:
-    """Sweep the learning rates for one activation, then continue the fastest to the target or the budget."""
+def sweep_and_train(config: RunConfig, activation: str, data: TrainingData, device: torch.device, *, budget: int, sweep_iterations: int) -> tuple[Trial, list[dict]]:
+    """Sweep the learning rates for one activation, continue the fastest to the target or the budget; the winner and the sweep table."""
     target = config.relu_tanh_target_error
-    grid = config.relu_tanh_lr_grid()
-    trials = [Trial(config, activation, lr, data, device, target=target) for lr in grid]
+    trials = [Trial(config, activation, lr, data, device, target=target) for lr in config.relu_tanh_lr_grid()]
     limit = sweep_iterations or budget
     chunk = trials[0].iterations_per_epoch
     # Every rate advances an epoch at a time, so no rate runs past the iteration at which another
     # already reached the target (it can no longer be faster; a tie goes to the lower rate).
     with tqdm(total=len(trials) * limit, desc=f"{activation} sweep", unit="it", disable=not config.progress, leave=False, mininterval=1.0) as bar:
+
         def stop() -> int:
             return min([limit, *(t.reached for t in trials if t.reached is not None)])
 
@@ -225,12 +226,21 @@ def train_activation(config: RunConfig, activation: str, data: TrainingData, dev
                     else f"diverged at iteration {t.iteration}" if t.diverged else f"training error {t.window_error:.3f} after {t.iteration} iterations"))
     best = min(trials, key=lambda t: (t.rank(), t.lr))
     del trials  # only the winner's network is kept
-    if not best.diverged and best.iteration < budget and best.reached is None:
+    if not best.finished and best.iteration < budget:
         with tqdm(total=budget, initial=best.iteration, desc=f"{activation} lr {best.lr:g}", unit="it", disable=not config.progress,
                   leave=False, mininterval=1.0) as bar:
             while best.iteration < budget and not best.finished:
                 bar.update(best.run_until(min(best.iteration + chunk, budget)))
                 bar.set_postfix(error=f"{best.window_error:.3f}", refresh=False)
+    return best, sweep
+
+
+def train_activation(config: RunConfig, activation: str, data: TrainingData, device: torch.device, *, budget: int, sweep_iterations: int) -> dict:
+    """One activation's result: the chosen rate, the figures to the target (or why there are none), the curves."""
+    target = config.relu_tanh_target_error
+    grid = config.relu_tanh_lr_grid()
+    with ResourceMonitor(device) as monitor:  # CPU, memory, and how busy the machine was (the seconds depend on it)
+        best, sweep = sweep_and_train(config, activation, data, device, budget=budget, sweep_iterations=sweep_iterations)
     epochs_budget = budget / best.iterations_per_epoch
     result = {
         "activation": activation,
@@ -245,6 +255,7 @@ def train_activation(config: RunConfig, activation: str, data: TrainingData, dev
         "final_training_error": None if math.isnan(best.window_error) else best.window_error,
         "curves": best.curves,
         "epoch_curves": best.epoch_curves(),
+        "resources": monitor.result(),
     }
     if best.reached is None:
         if best.diverged:
