@@ -88,7 +88,7 @@ def plan(results: Path, *, smoke: bool, cache_dir: str | None, progress: bool) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0].replace("``", ""))
     parser.add_argument("--out", type=Path, help="results directory (default: results/suite-<UTC time>); records go to <out>/records")
     parser.add_argument("--cache-dir", help="where datasets and manifests are kept (default: env ALEXNET_BENCH_CACHE or ~/.cache/alexnet-bench)")
     parser.add_argument("--smoke", action="store_true", help="every part at toy sizes: checks the machinery in about a minute, measures nothing")
