@@ -59,6 +59,6 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Install everything and run the standard benchmark on the embedded data (args go to bench.run)."""
+    """Install everything and run the standard benchmark suite on the embedded data (args go to bench.suite)."""
     install_project(session)
-    session.run("python", "-m", "bench.run", *session.posargs)
+    session.run("python", "-m", "bench.suite", *session.posargs)

@@ -28,10 +28,10 @@ def pipeline_options(config: RunConfig, device: torch.device, *, rank: int = 0, 
     )
 
 
-def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
-    """The network the config names, initialised from ``config.seed``."""
+def build_model(config: RunConfig, num_classes: int, **overrides) -> torch.nn.Module:
+    """The network the config names, initialised from ``config.seed``; ``overrides`` go to its builder (e.g. ``dropout=0.0``)."""
     torch.manual_seed(config.seed)
     kwargs = dict(num_classes=num_classes, activation=config.activation)
     if config.model == "alexnet":
         kwargs.update(lrn=config.lrn, input_size=config.crop, init=config.init)
-    return models.create_model(config.model, **kwargs)
+    return models.create_model(config.model, **{**kwargs, **overrides})

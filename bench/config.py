@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,6 +26,20 @@ PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
 # classes blows fc8 up. The embedded-cpu preset changes only what it must, and says so in the
 # record: He initialisation, batch 32, lr 0.005, 3 epochs. Any of these given explicitly wins.
 EMBEDDED_CPU_PRESET: dict[str, Any] = {"init": "he", "batch_size": 32, "lr": 0.005, "epochs": 3}
+
+# What a harness changes from the preset unless given explicitly. relu-tanh: the paper's
+# Figure 1 net, a budget of its own (epochs 0: RELU_TANH_EPOCHS) and no regularisation.
+HARNESS_DEFAULTS: dict[str, dict[str, Any]] = {"relu-tanh": {"model": "convnet4", "epochs": 0, "weight_decay": 0.0}}
+
+
+def parse_list(text: str, kind: type, flag: str) -> list:
+    """A comma-separated flag value as a list of ``kind`` ('' gives []); a UserError naming the flag otherwise."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        values = [kind(item) for item in items]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected comma-separated {kind.__name__} values") from None
+    return values
 
 
 def default_cache_dir() -> str:
@@ -83,6 +98,19 @@ class RunConfig:
     out: str = "results"
     resume: str = ""
     progress: bool = True
+    # Throughput harness (bench/harness/throughput.py); 0: chosen for the device, recorded
+    warmup_batches: int = 0
+    batches_per_repeat: int = 0
+    loader_batches_per_repeat: int = 0
+    repeats: int = 3
+    ceiling_images: int = 256
+    sweep_pipelines: str = ""
+    sweep_workers: str = ""
+    sweep_batch_sizes: str = ""
+    # ReLU-vs-tanh harness (bench/harness/relu_tanh.py)
+    relu_tanh_lrs: str = "0.0003,0.001,0.003,0.01"
+    relu_tanh_sweep_iterations: int = 0
+    relu_tanh_target_error: float = 0.25
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,6 +143,43 @@ class RunConfig:
         need(self.dali_decoder in ("auto", "mixed", "cpu"), f"--dali-decoder {self.dali_decoder!r} is not one of: auto, mixed, cpu")
         need(0.0 <= self.dali_hw_decoder_load <= 1.0, f"--dali-hw-decoder-load must be in [0, 1], not {self.dali_hw_decoder_load}")
         need(self.dali_prefetch_depth >= 1, f"--dali-prefetch-depth must be at least 1, not {self.dali_prefetch_depth}")
+        # Harness settings
+        for name in ("warmup_batches", "batches_per_repeat", "loader_batches_per_repeat", "relu_tanh_sweep_iterations"):
+            need(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
+        need(self.repeats >= 3, f"--repeats must be at least 3 (a median and a spread need three), not {self.repeats}")
+        need(self.ceiling_images >= 1, f"--ceiling-images must be at least 1, not {self.ceiling_images}")
+        need(0.0 < self.relu_tanh_target_error < 1.0, f"--relu-tanh-target-error must be in (0, 1), not {self.relu_tanh_target_error}")
+        self.sweep_axes()  # parses, or names the bad flag
+        self.relu_tanh_lr_grid()
+        if self.harness != "throughput":
+            for name in ("sweep_pipelines", "sweep_workers", "sweep_batch_sizes"):
+                need(not getattr(self, name), f"--{name.replace('_', '-')} is for --harness throughput only")
+
+    def sweep_axes(self) -> dict[str, list] | None:
+        """The throughput sweep's axes (pipeline, workers, batch size), or None when no --sweep-* is given.
+
+        An axis not given takes the single value of --pipeline, --workers or --batch-size;
+        ``--sweep-pipelines installed`` is every pipeline installed here.
+        """
+        if not (self.sweep_pipelines or self.sweep_workers or self.sweep_batch_sizes):
+            return None
+        pipelines = parse_list(self.sweep_pipelines, str, "--sweep-pipelines") or [self.pipeline]
+        workers = parse_list(self.sweep_workers, int, "--sweep-workers") or [self.workers]
+        batch_sizes = parse_list(self.sweep_batch_sizes, int, "--sweep-batch-sizes") or [self.batch_size]
+        if "installed" in pipelines and len(pipelines) > 1:
+            raise UserError(f"--sweep-pipelines {self.sweep_pipelines!r}: 'installed' stands alone")
+        if min(workers) < 0:
+            raise UserError(f"--sweep-workers {self.sweep_workers!r}: worker counts must be 0 or more")
+        if min(batch_sizes) < 1:
+            raise UserError(f"--sweep-batch-sizes {self.sweep_batch_sizes!r}: batch sizes must be at least 1")
+        return {"pipeline": pipelines, "workers": workers, "batch_size": batch_sizes}
+
+    def relu_tanh_lr_grid(self) -> list[float]:
+        """The learning rates the relu-tanh harness tries for each activation, ascending."""
+        lrs = parse_list(self.relu_tanh_lrs, float, "--relu-tanh-lrs")
+        if not lrs or not all(0 < lr < math.inf for lr in lrs):
+            raise UserError(f"--relu-tanh-lrs {self.relu_tanh_lrs!r}: give one or more positive learning rates, comma-separated")
+        return sorted(set(lrs))
 
     @classmethod
     def with_preset(cls, explicit: dict[str, Any], *, source: str = "config") -> "RunConfig":
@@ -124,6 +189,7 @@ class RunConfig:
         if preset == "auto":
             preset = "embedded-cpu" if config.embedded else "paper"
         values = EMBEDDED_CPU_PRESET if preset == "embedded-cpu" else {}
+        values = {**values, **HARNESS_DEFAULTS.get(config.harness, {})}
         return cls.from_dict({**values, **explicit, "preset": preset}, source=source)
 
     def pipeline_extra(self) -> dict[str, Any]:

@@ -19,27 +19,30 @@ PROG = "python -m bench.run"
 HELP: dict[str, str] = {
     "preset": "auto (embedded-cpu on the embedded data, paper elsewhere), paper (the paper's recipe as is), "
     "embedded-cpu (He init, batch 32, lr 0.005, 3 epochs: what trains on a CPU in minutes); flags given win",
-    "harness": "what to measure: accuracy (train, then top-1/top-5 error), throughput, relu-tanh",
+    "harness": "what to measure: accuracy (train, then top-1/top-5 error), throughput (decode ceiling, loader-only, "
+    "model-only and end-to-end images/s, stall fraction), relu-tanh (the paper's Figure 1: iterations to 25%% training error)",
     "pipeline": "input pipeline: torchvision, dali or ffcv",
     "mode": "execution mode: single (one device), model-parallel (the paper's two towers), data-parallel (DDP)",
-    "model": "network: alexnet (the paper's) or alexnet_torchvision (torchvision's variant)",
-    "data": f"dataset root in ImageFolder layout (train/<class>/*, val/<class>/*), or '{EMBEDDED}' for the generated default",
+    "model": "network: alexnet (the paper's), alexnet_torchvision (torchvision's variant) or convnet4 "
+    "(the paper's Figure 1 four-layer CIFAR-10 net; the relu-tanh harness's default)",
+    "data": f"dataset root in ImageFolder layout (train/<class>/*, val/<class>/*), or '{EMBEDDED}' for the generated default; "
+    "relu-tanh: CIFAR-10 in torchvision's format (a folder holding cifar-10-batches-py/), or embedded for a CIFAR-sized default",
     "embedded_classes": "classes in the embedded dataset",
     "embedded_train_per_class": "training images per class in the embedded dataset",
     "embedded_val_per_class": "validation images per class in the embedded dataset",
     "strict": "stop with an error naming the first bad file instead of leaving bad files out",
     "max_pixels": "images with more pixels are left out as possible decompression bombs",
     "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE)",
-    "activation": "nonlinearity of every layer: relu or tanh",
+    "activation": "nonlinearity of every layer: relu or tanh (relu-tanh runs both)",
     "lrn": "LRN convention: authors (alpha/n, cuda-convnet/Caffe/torch; the default) or paper (the formula as printed)",
     "crop": "input size: 227 (feature maps 55-27-13-13-13-6 without padding) or 224 (conv1 padded by 2)",
     "init": "weight init: paper (N(0,0.01), bias 1 in conv2/4/5, fc6/7), caffe (bvlc_alexnet's) or he (not the paper's)",
     "flip_prob": "probability of a horizontal reflection of a training crop",
     "lighting_sigma": "std of the PCA lighting coefficients alpha (the paper: 0.1; 0 turns lighting off)",
     "lighting_stats": "eigen-statistics for lighting and normalisation: auto (ImageNet's constants for ImageNet, else computed), computed, imagenet",
-    "epochs": "training epochs (0: the paper's 90; the embedded-cpu preset: 3)",
+    "epochs": "training epochs (0: the paper's 90; the embedded-cpu preset: 3); relu-tanh: the most epochs each activation trains (0: 40)",
     "batch_size": "images per step (global batch across all devices)",
-    "lr": "initial learning rate",
+    "lr": "initial learning rate (relu-tanh: see --relu-tanh-lrs)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
     "lr_patience": "epochs without a lower validation error before the learning rate is divided by 10",
@@ -63,6 +66,19 @@ HELP: dict[str, str] = {
     "out": "results directory: records/ and checkpoints/ go under it",
     "resume": "continue the run saved in this checkpoint (its settings, unless given again here)",
     "progress": "show progress bars and per-epoch lines",
+    # throughput harness
+    "warmup_batches": "throughput: batches (or steps) run before each timed phase, not timed (0: 2 on a CPU, 10 on a GPU)",
+    "batches_per_repeat": "throughput: training steps per timed repeat of the model-only and end-to-end phases (0: 3 on a CPU, 40 on a GPU)",
+    "loader_batches_per_repeat": "throughput: batches per timed repeat of the loader-only phase (0: 12 on a CPU, 40 on a GPU)",
+    "repeats": "throughput: timed repeats of every phase; the record keeps each, their median and spread (at least 3)",
+    "ceiling_images": "throughput: training files decoded (no augmentation) per repeat of the decode ceiling",
+    "sweep_pipelines": "throughput sweep: comma-separated pipelines, or 'installed'; one record per point (empty: --pipeline alone)",
+    "sweep_workers": "throughput sweep: comma-separated worker counts (empty: --workers alone)",
+    "sweep_batch_sizes": "throughput sweep: comma-separated batch sizes (empty: --batch-size alone)",
+    # relu-tanh harness
+    "relu_tanh_lrs": "relu-tanh: comma-separated learning rates tried for each activation (the one that trains fastest is kept; --lr is not used)",
+    "relu_tanh_sweep_iterations": "relu-tanh: iterations each learning rate gets before the fastest goes on alone (0: each runs until the target, the budget, or it can no longer win)",
+    "relu_tanh_target_error": "relu-tanh: the training error to reach (the paper's Figure 1: 0.25)",
 }
 CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
 

@@ -105,6 +105,19 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(epoch_seed(seed, epoch) + rank)
 
 
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on one batch; returns the loss and the logits (not synchronised: reading them waits for the device).
+
+    Every harness trains through this function, so an execution mode changes it in one place.
+    """
+    logits = net(images)
+    loss = nn.functional.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def train_epoch(
     net: nn.Module,
     loader: Loader,
@@ -126,11 +139,7 @@ def train_epoch(
         for step, (images, labels) in enumerate(loader):
             if step >= total:
                 break
-            logits = net(images)
-            loss = nn.functional.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = train_step(net, optimizer, images, labels)
             n = labels.shape[0]
             loss_sum += loss.item() * n
             wrong += int((logits.argmax(dim=1) != labels).sum())

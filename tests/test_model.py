@@ -13,8 +13,8 @@ def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def test_registry_lists_both_variants_sorted():
-    assert model.list_models() == ["alexnet", "alexnet_torchvision"]
+def test_registry_lists_the_networks_sorted():
+    assert model.list_models() == ["alexnet", "alexnet_torchvision", "convnet4"]
 
 
 def test_unknown_model_names_the_choices():

@@ -15,7 +15,8 @@ from bench.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.data.source import open_dataset
 from bench.evaluate import evaluate
-from bench.modes import create_mode
+from bench import console
+from bench.modes import Mode, running_mode
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
 from bench.reproducibility import guarantees
@@ -29,22 +30,16 @@ def epochs_for(config: RunConfig) -> int:
     return config.epochs or PAPER_EPOCHS
 
 
-def run(config: RunConfig) -> Path | None:
-    """Train and evaluate as ``config`` says; returns the path of the record written (None on ranks other than 0)."""
-    mode = create_mode(config)
-    try:
-        return _run(config, mode)
-    finally:
-        mode.close()
-
-
-def _run(config: RunConfig, mode) -> Path | None:
+def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
+    """Train and evaluate as ``config`` says in ``mode`` (default: the config's); returns the record's path (None on ranks other than 0)."""
+    if mode is None:
+        with running_mode(config) as mode:
+            return run(config, mode)
     main = mode.is_main
-    progress = config.progress and main
+    progress = config.progress
 
     def say(message: str) -> None:
-        if progress:
-            print(message, flush=True)
+        console.say(config, message)
 
     if main:  # rank 0 checks the data (or finds it in the cache); the others then read the cache
         dataset = open_dataset(config)

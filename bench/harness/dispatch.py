@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -9,22 +10,35 @@ import torch
 
 from bench.config import RunConfig
 from bench.errors import UserError
+from bench.modes import Mode, create_mode
 from bench.train import resolve_device
 from pipelines import PipelineUnavailable, pipeline_class
 
-AVAILABLE_HARNESSES = ("accuracy",)
+# The harnesses that read images through an input pipeline (relu-tanh holds its small images in memory).
+PIPELINE_HARNESSES = ("accuracy", "throughput")
+# Networks for 32x32 images, which the ImageNet pipelines do not produce.
+SMALL_IMAGE_MODELS = ("convnet4",)
+
+
+def check_model(config: RunConfig) -> None:
+    import model
+
+    if config.model not in model.list_models():
+        raise UserError(f"--model {config.model!r} is not one of: {', '.join(model.list_models())}")
+    if config.harness in PIPELINE_HARNESSES and config.model in SMALL_IMAGE_MODELS:
+        raise UserError(f"--model {config.model} takes 32x32 images; use it with --harness relu-tanh")
+    if config.mode == "model-parallel" and config.model != "alexnet":
+        raise UserError("--mode model-parallel splits the paper's AlexNet into its two towers: use --model alexnet")
 
 
 def check(config: RunConfig) -> None:
     """Everything that can be checked before any work starts (and before torchrun starts processes)."""
-    try:
-        pipeline_class(config.pipeline)
-    except (ValueError, PipelineUnavailable) as err:
-        raise UserError(f"--pipeline: {err}") from None
-    if config.harness not in AVAILABLE_HARNESSES:
-        raise UserError(f"--harness {config.harness} is not available yet; available: {', '.join(AVAILABLE_HARNESSES)}")
-    if config.mode == "model-parallel" and config.model != "alexnet":
-        raise UserError("--mode model-parallel splits the paper's AlexNet into its two towers: use --model alexnet")
+    if config.harness in PIPELINE_HARNESSES and config.sweep_axes() is None:
+        try:
+            pipeline_class(config.pipeline)
+        except (ValueError, PipelineUnavailable) as err:
+            raise UserError(f"--pipeline: {err}") from None
+    check_model(config)
     device = resolve_device(config.device)
     if config.mode == "data-parallel" and device.type == "cuda" and processes(config) > torch.cuda.device_count():
         raise UserError(f"--nproc {processes(config)}: only {torch.cuda.device_count()} GPU(s) visible (use --device cpu for gloo processes)")
@@ -37,7 +51,12 @@ def processes(config: RunConfig) -> int:
     return torch.cuda.device_count() if device.type == "cuda" else 2
 
 
-def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | None:
+def for_this_process(config: RunConfig, mode: Mode) -> RunConfig:
+    """Only the main process of a multi-process run shows progress."""
+    return config if mode.is_main else dataclasses.replace(config, progress=False)
+
+
+def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | list[Path] | None:
     """Run the harness the config names; for data-parallel outside torchrun, start torchrun with ``argv``."""
     check(config)
     if config.mode == "data-parallel":
@@ -48,6 +67,14 @@ def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | None:
 
             launch(argv, processes(config))
             return None
-    from bench.harness import accuracy
-
-    return accuracy.run(config)
+    if config.harness == "throughput":
+        from bench.harness import throughput as harness
+    elif config.harness == "relu-tanh":
+        from bench.harness import relu_tanh as harness
+    else:
+        from bench.harness import accuracy as harness
+    mode = create_mode(config)
+    try:
+        return harness.run(for_this_process(config, mode), mode)
+    finally:
+        mode.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from bench.config import RunConfig
 from bench.modes.base import Mode
 from bench.train import resolve_device
@@ -22,4 +25,14 @@ def create_mode(config: RunConfig) -> Mode:
     return DataParallel(device.type == "cuda", batch_scope=config.batch_scope)
 
 
-__all__ = ["Mode", "create_mode"]
+@contextmanager
+def running_mode(config: RunConfig) -> Iterator[Mode]:
+    """The config's mode for the length of a ``with`` block, closed (process group and all) at its end."""
+    mode = create_mode(config)
+    try:
+        yield mode
+    finally:
+        mode.close()
+
+
+__all__ = ["Mode", "create_mode", "running_mode"]

@@ -44,6 +44,10 @@ class Mode(ABC):
         """Element-wise sums over all processes (identity with one process)."""
         return [float(v) for v in values]
 
+    def max_across(self, values: Sequence[float]) -> list[float]:
+        """Element-wise maxima over all processes (identity with one process)."""
+        return [float(v) for v in values]
+
     def barrier(self) -> None:
         """Wait for every process (no-op with one)."""
 

@@ -74,10 +74,16 @@ class DataParallel(Mode):
             raise UserError(f"--batch-size {batch_size} does not split evenly over {self.world_size} processes")
         return batch_size // self.world_size
 
-    def sum_across(self, values: Sequence[float]) -> list[float]:
+    def _reduce(self, values: Sequence[float], op: dist.ReduceOp) -> list[float]:
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device if self.backend == "nccl" else "cpu")
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(t, op=op)
         return t.tolist()
+
+    def sum_across(self, values: Sequence[float]) -> list[float]:
+        return self._reduce(values, dist.ReduceOp.SUM)
+
+    def max_across(self, values: Sequence[float]) -> list[float]:
+        return self._reduce(values, dist.ReduceOp.MAX)
 
     def barrier(self) -> None:
         dist.barrier()

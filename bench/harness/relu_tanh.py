@@ -1,0 +1,371 @@
+"""The ReLU-vs-tanh harness: the paper's Figure 1.
+
+"A four-layer convolutional neural network with ReLUs reaches a 25% training error rate on
+CIFAR-10 six times faster than an equivalent network with tanh neurons. The learning rates
+for each network were chosen independently to make training as fast as possible. No
+regularization of any kind was employed."
+
+What this harness does, and where the paper leaves room, what it chooses:
+
+- The network: ``--model convnet4`` (the default here: cuda-convnet's four-layer CIFAR-10
+  net, ``model/convnet4.py``), once with ReLU and once with tanh, nothing else different:
+  same layers, same initial weights (same seed), same sample order. ``--model alexnet``
+  (or ``alexnet_torchvision``) runs the full network on the same 32x32 data, upsampled
+  bilinearly to ``--crop``.
+- The data: CIFAR-10 from ``--data`` (torchvision's format, never downloaded) or the embedded
+  CIFAR-sized default (``bench.data.cifar``). convnet4 gets what cuda-convnet fed it (0-255
+  pixels minus the training set's mean image); the AlexNets get this project's per-channel
+  normalisation. No augmentation.
+- No regularisation: weight decay 0 unless ``--weight-decay`` is given, no dropout (the
+  AlexNets are built with dropout 0), no augmentation. SGD with ``--momentum``, batch
+  ``--batch-size``, the learning rate constant.
+- Training error: the error of each minibatch as the forward pass that trains on it sees it,
+  averaged over the last epoch's worth of iterations (the running average cuda-convnet
+  printed; the figure's curve at epoch ends). An activation reaches the target at the first
+  iteration, from the end of the first epoch on, where that average is at or below
+  ``--relu-tanh-target-error`` (0.25). (Within the first epoch the curve holds the mean so
+  far, which never counts: a lucky first minibatch is not a training error.)
+- The learning rate of each activation, chosen independently by a sweep over
+  ``--relu-tanh-lrs``, every rate from the same start: the rate that reaches the target in
+  the fewest iterations wins (ties: the lower rate); if none does, the one with the lowest
+  training error at the end. By default (``--relu-tanh-sweep-iterations 0``) the rates train
+  side by side, an epoch at a time, until one reaches the target (the others stop at that
+  iteration: they can no longer be faster) or the budget (``--epochs``, default 40) runs
+  out: the rule exactly, at about (number of rates) x (the winner's iterations). With
+  ``--relu-tanh-sweep-iterations N`` every rate trains N iterations and only the winner goes
+  on (exactly as if it had never stopped) to the target or the budget: cheaper, but it
+  judges the rates by their start. A winner at the edge of the grid is flagged.
+- Recorded for each activation: iterations, epochs and training seconds (its own steps only,
+  sweep trials of other rates excluded) to the target, or null with the reason; the whole
+  learning curve; the sweep. And the ratios tanh / ReLU (the paper: about 6 in iterations).
+- Determinism: the seed fixes the initial weights and the sample order of every epoch
+  (``pipelines.seeding``); on a CPU two runs with the same seed give the same curves. On
+  CUDA cuDNN is held to its deterministic algorithms, but some kernels (the backward pass of
+  overlapping max pooling accumulates with atomics) can still differ in the last bits between
+  runs, so curves may drift apart slightly; the order and the initial weights do not. Denormal
+  floats are flushed to zero during the run: on an x86 CPU the tiny initial weights otherwise
+  make ReLU steps several times slower than tanh steps (measured here: 45 vs 134 images/s),
+  which would bias the wall-time comparison with a cost GPUs do not have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from bench.builders import build_model
+from bench.config import RunConfig
+from bench.data.cifar import ImageArrays, open_image_arrays
+from bench.errors import UserError
+from bench.console import say
+from bench.harness.execution import to_device
+from bench.modes import Mode, running_mode
+from bench.harness.resources import ResourceMonitor
+from bench.provenance import provenance
+from bench.records import new_run_id, write_record
+from bench.train import train_step
+from model.convnet4 import INPUT_CONVENTION
+from pipelines.seeding import epoch_permutation
+
+RELU_TANH_EPOCHS = 40  # the default budget: Figure 1's axis runs to 35 epochs
+ACTIVATIONS = ("relu", "tanh")
+NATIVE_SIZE_MODELS = {"convnet4": INPUT_CONVENTION}  # models that take the 32x32 images as they are
+SELECTION_RULE = (
+    "every learning rate trains from the same start (until the target, the budget, or the best rate's iteration count; "
+    "or for sweep_iterations when that is not 0, after which the winner goes on); fewest iterations to the target wins, "
+    "else the lowest training error at the end; ties go to the lower rate"
+)
+TRAINING_ERROR = (
+    "mean of the minibatch errors over the last epoch's worth of iterations, each minibatch measured by the forward pass "
+    "that trains on it; counted from the end of the first epoch (before it, the curve holds the mean so far)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    images: torch.Tensor  # N x 3 x 32 x 32 float, normalised, on the device
+    labels: torch.Tensor  # N int64, on the device
+    num_classes: int
+    normalisation: str
+    input_size: int  # what the network is fed (the images are upsampled to it when larger)
+
+
+def prepare(arrays: ImageArrays, config: RunConfig, mode: Mode) -> TrainingData:
+    """The training split as float tensors on the device, normalised as the model expects."""
+    x = torch.from_numpy(arrays.train_images).permute(0, 3, 1, 2).float()
+    if NATIVE_SIZE_MODELS.get(config.model) == "cuda-convnet":
+        x -= x.mean(dim=0, keepdim=True)
+        normalisation = "cuda-convnet: 0-255 pixels minus the training set's mean image"
+        input_size = x.shape[-1]
+    else:
+        x /= 255.0
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        std = x.std(dim=(0, 2, 3), keepdim=True)
+        x = (x - mean) / std
+        normalisation = "per-channel mean and std of the training set, pixels in [0, 1]"
+        input_size = config.crop
+    images, labels = to_device((x, torch.from_numpy(arrays.train_labels)), mode)
+    return TrainingData(images, labels, len(arrays.classes), normalisation, input_size)
+
+
+class Trial:
+    """One network trained with one learning rate, an iteration at a time, its curves kept."""
+
+    def __init__(self, config: RunConfig, activation: str, lr: float, data: TrainingData, mode: Mode, *, target: float) -> None:
+        self.config, self.activation, self.lr, self.data, self.mode, self.target = config, activation, lr, data, mode, target
+        self.device = mode.input_device
+        overrides = {} if config.model in NATIVE_SIZE_MODELS else {"dropout": 0.0}
+        net = build_model(dataclasses.replace(config, activation=activation), data.num_classes, **overrides)
+        self.net = mode.place(net).train()
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.iterations_per_epoch = len(data.labels) // config.batch_size
+        self.window: deque[float] = deque(maxlen=self.iterations_per_epoch)
+        self.iteration = 0
+        self.seconds = 0.0
+        self.reached: int | None = None
+        self.reached_seconds: float | None = None
+        self.diverged = False
+        self.curves: dict[str, list] = {"batch_error": [], "batch_loss": [], "window_error": [], "seconds": []}
+        self._order: torch.Tensor | None = None
+
+    @property
+    def window_error(self) -> float:
+        return float(np.mean(self.window)) if self.window else math.nan
+
+    def step(self) -> None:
+        epoch, position = divmod(self.iteration, self.iterations_per_epoch)
+        if position == 0:
+            self._order = torch.from_numpy(epoch_permutation(len(self.data.labels), self.config.seed, epoch)).to(self.device)
+        start = time.perf_counter()
+        index = self._order[position * self.config.batch_size : (position + 1) * self.config.batch_size]
+        index = index[self.mode.rank :: self.mode.world_size]  # data-parallel: this process's share of the batch
+        images, labels = self.data.images[index], self.data.labels[index]
+        if self.data.input_size != images.shape[-1]:
+            images = F.interpolate(images, size=self.data.input_size, mode="bilinear", align_corners=False)
+        loss, logits = train_step(self.net, self.optimizer, images, labels)
+        n = labels.shape[0]
+        wrong, seen, loss_sum = self.mode.sum_across([int((logits.argmax(dim=1) != labels).sum()), n, loss.item() * n])  # waits for the device
+        error, loss_value = wrong / seen, loss_sum / seen
+        self.seconds += time.perf_counter() - start
+        self.iteration += 1
+        self.window.append(error)
+        self.curves["batch_error"].append(error)
+        self.curves["batch_loss"].append(loss_value)
+        self.curves["window_error"].append(self.window_error)
+        self.curves["seconds"].append(self.seconds)
+        if not math.isfinite(loss_value):
+            self.diverged = True
+        elif self.reached is None and len(self.window) == self.window.maxlen and self.window_error <= self.target:
+            self.reached, self.reached_seconds = self.iteration, self.seconds
+
+    def run_until(self, iterations: int) -> int:
+        """Train until ``iterations`` in all, the target, or divergence, whichever comes first; returns the steps taken."""
+        start = self.iteration
+        while self.iteration < iterations and self.reached is None and not self.diverged:
+            self.step()
+        return self.iteration - start
+
+    @property
+    def finished(self) -> bool:
+        return self.reached is not None or self.diverged
+
+    def rank(self) -> tuple[int, float]:
+        """Smaller is faster: (0, iterations to the target) if reached, else (1, training error; inf if diverged)."""
+        if self.reached is not None:
+            return (0, float(self.reached))
+        return (1, math.inf if self.diverged or not math.isfinite(self.window_error) else self.window_error)
+
+    def summary(self) -> dict:
+        return {
+            "lr": self.lr,
+            "iterations": self.iteration,
+            "training_error": None if math.isnan(self.window_error) else self.window_error,
+            "reached_at_iteration": self.reached,
+            "diverged": self.diverged,
+            "seconds": self.seconds,
+        }
+
+    def epoch_curves(self) -> dict:
+        """Per complete epoch: the mean minibatch error and loss (the figure's points)."""
+        n = self.iterations_per_epoch
+        epochs = self.iteration // n
+        err, loss = self.curves["batch_error"], self.curves["batch_loss"]
+        return {
+            "epoch": list(range(1, epochs + 1)),
+            "train_error": [float(np.mean(err[e * n : (e + 1) * n])) for e in range(epochs)],
+            "train_loss": [float(np.mean(loss[e * n : (e + 1) * n])) for e in range(epochs)],
+            "seconds": [self.curves["seconds"][(e + 1) * n - 1] for e in range(epochs)],
+        }
+
+
+def sweep_and_train(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int) -> tuple[Trial, list[dict]]:
+    """Sweep the learning rates for one activation, continue the fastest to the target or the budget; the winner and the sweep table."""
+    target = config.relu_tanh_target_error
+    trials = [Trial(config, activation, lr, data, mode, target=target) for lr in config.relu_tanh_lr_grid()]
+    limit = sweep_iterations or budget
+    chunk = trials[0].iterations_per_epoch
+    # Every rate advances an epoch at a time, so no rate runs past the iteration at which another
+    # already reached the target (it can no longer be faster; a tie goes to the lower rate).
+    with tqdm(total=len(trials) * limit, desc=f"{activation} sweep", unit="it", disable=not config.progress, leave=False, mininterval=1.0) as bar:
+
+        def stop() -> int:
+            return min([limit, *(t.reached for t in trials if t.reached is not None)])
+
+        while any(not t.finished and t.iteration < stop() for t in trials):
+            for trial in trials:
+                if not trial.finished and trial.iteration < stop():
+                    bar.update(trial.run_until(min(trial.iteration + chunk, stop())))
+            bar.set_postfix_str(", ".join(f"{t.lr:g}: {t.window_error:.3f}" for t in trials), refresh=False)
+    sweep = [{**t.summary(), "stopped_at": stop()} for t in trials]
+    for t in trials:
+        say(config, f"{activation}, lr {t.lr:g}: " + (f"reached {target:g} at iteration {t.reached}" if t.reached
+                    else f"diverged at iteration {t.iteration}" if t.diverged else f"training error {t.window_error:.3f} after {t.iteration} iterations"))
+    best = min(trials, key=lambda t: (t.rank(), t.lr))
+    del trials  # only the winner's network is kept
+    if not best.finished and best.iteration < budget:
+        with tqdm(total=budget, initial=best.iteration, desc=f"{activation} lr {best.lr:g}", unit="it", disable=not config.progress,
+                  leave=False, mininterval=1.0) as bar:
+            while best.iteration < budget and not best.finished:
+                bar.update(best.run_until(min(best.iteration + chunk, budget)))
+                bar.set_postfix(error=f"{best.window_error:.3f}", refresh=False)
+    return best, sweep
+
+
+def train_activation(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int) -> dict:
+    """One activation's result: the chosen rate, the figures to the target (or why there are none), the curves."""
+    target = config.relu_tanh_target_error
+    grid = config.relu_tanh_lr_grid()
+    with ResourceMonitor(mode.input_device) as monitor:  # CPU, memory, and how busy the machine was (the seconds depend on it)
+        best, sweep = sweep_and_train(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations)
+    epochs_budget = budget / best.iterations_per_epoch
+    result = {
+        "activation": activation,
+        "lr": best.lr,
+        "lr_at_grid_edge": len(grid) > 1 and best.lr in (grid[0], grid[-1]),
+        "sweep": sweep,
+        "iterations_run": best.iteration,
+        "iterations_to_target": best.reached,
+        "epochs_to_target": best.reached / best.iterations_per_epoch if best.reached else None,
+        "seconds_to_target": best.reached_seconds,
+        "reason": None,
+        "final_training_error": None if math.isnan(best.window_error) else best.window_error,
+        "curves": best.curves,
+        "epoch_curves": best.epoch_curves(),
+        "resources": monitor.result(),
+    }
+    if best.reached is None:
+        if best.diverged:
+            result["reason"] = f"every learning rate in {grid} diverged (loss not finite)"
+        else:
+            result["reason"] = (f"did not reach {target:g} training error within its budget of {budget} iterations "
+                                f"({epochs_budget:g} epochs); training error at the end {best.window_error:.4f}")
+    say(config, f"{activation}: lr {best.lr:g}, " + (f"reached {target:g} after {best.reached} iterations "
+                f"({result['epochs_to_target']:.2f} epochs, {best.reached_seconds:.1f} s)" if best.reached else result["reason"]))
+    return result
+
+
+def ratios(results: dict) -> tuple[dict | None, str | None]:
+    """tanh / ReLU for iterations, epochs and seconds to the target; None and the reason when either did not reach it."""
+    missing = [a for a in ACTIVATIONS if results[a]["iterations_to_target"] is None]
+    if missing:
+        return None, f"{' and '.join(missing)} did not reach the target: no ratio"
+    return {k: results["tanh"][f"{k}_to_target"] / results["relu"][f"{k}_to_target"] for k in ("iterations", "epochs", "seconds")}, None
+
+
+def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
+    """Both activations, one record (written by the main process only), in ``mode`` (default: the config's)."""
+    if mode is None:
+        with running_mode(config) as mode:
+            return run(config, mode)
+    device = mode.input_device
+    arrays = open_image_arrays(config)
+    if len(arrays.train_labels) < config.batch_size:
+        raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(arrays.train_labels)} images")
+    data = prepare(arrays, config, mode)
+    iterations_per_epoch = len(data.labels) // config.batch_size
+    epochs = config.epochs or RELU_TANH_EPOCHS
+    budget = epochs * iterations_per_epoch
+    sweep_iterations = min(config.relu_tanh_sweep_iterations, budget)  # 0: every rate until the target (or the budget)
+    parameters = sum(p.numel() for p in build_model(config, data.num_classes).parameters())
+    run_id = new_run_id(config.harness, config.model, config.mode)
+    say(config, f"run {run_id}: {config.model} ({parameters:,} parameters), ReLU vs tanh to {config.relu_tanh_target_error:g} training error on "
+                f"{arrays.name} ({len(data.labels)} training images, {iterations_per_epoch} iterations per epoch), {config.mode} on {', '.join(mode.describe()['devices'])} x{mode.world_size}; "
+                f"learning rates {config.relu_tanh_lr_grid()} " + (f"{sweep_iterations} iterations each, then the fastest alone" if sweep_iterations else "each until the target") + f", budget {epochs} epochs")
+    flushing = torch.set_flush_denormal(True)  # False where the CPU cannot
+    cudnn_before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    status, error = "complete", None
+    results: dict = {}
+    metrics: dict = {}
+    started = time.time()
+    try:
+        for activation in ACTIVATIONS:
+            results[activation] = train_activation(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations)
+        ratio, reason = ratios(results)
+        metrics = {
+            **{f"{k}_to_target": {a: results[a][f"{k}_to_target"] for a in ACTIVATIONS} for k in ("iterations", "epochs", "seconds")},
+            "lr": {a: results[a]["lr"] for a in ACTIVATIONS},
+            "ratio_tanh_to_relu": ratio,
+            "ratio_reason": reason,
+        }
+        say(config, f"tanh / ReLU: {ratio['iterations']:.2f}x the iterations, {ratio['seconds']:.2f}x the seconds (the paper: about 6x)"
+                    if ratio else reason)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as err:
+        status, error = "failed", f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        torch.set_flush_denormal(False)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+        record = {
+            "run_id": run_id,
+            "harness": "relu-tanh",
+            "status": status,
+            "error": error,
+            "started": started,
+            "finished": time.time(),
+            "config": config.to_dict(),
+            "dataset": arrays.describe(),
+            "model": {
+                "name": config.model,
+                "parameters": parameters,
+                "input_size": data.input_size,
+                "upsampled_from": arrays.train_images.shape[1] if data.input_size != arrays.train_images.shape[1] else None,
+                "input_normalisation": data.normalisation,
+            },
+            "mode": mode.describe(),
+            "protocol": {
+                "target_error": config.relu_tanh_target_error,
+                "training_error": TRAINING_ERROR,
+                "budget_epochs": epochs,
+                "budget_iterations": budget,
+                "iterations_per_epoch": iterations_per_epoch,
+                "batch_size": config.batch_size,
+                "lr_grid": config.relu_tanh_lr_grid(),
+                "sweep_iterations": sweep_iterations,
+                "selection_rule": SELECTION_RULE,
+                "momentum": config.momentum,
+                "weight_decay": config.weight_decay,
+                "dropout": 0.0,
+                "augmentation": "none",
+                "flush_denormal": flushing,
+                "cudnn_deterministic": device.type == "cuda",
+            },
+            "results": results,
+            "metrics": metrics,
+            "provenance": provenance(config.seed),
+        }
+        path = write_record(config.out, record) if mode.is_main else None  # the figures are already summed over processes
+        if path:
+            say(config, f"record: {path}")
+    return path

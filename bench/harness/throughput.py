@@ -1,0 +1,323 @@
+"""The throughput harness: for one pipeline, mode, batch size and worker count, in one run
+
+1. the decode ceiling: the same training files decoded with no augmentation on every core
+   (and with nvJPEG on a GPU) (``bench.harness.ceiling``);
+2. loader-only: the training loader drained, no model;
+3. end-to-end: training steps through the loader (a fresh epoch of the same loader);
+4. model-only: training steps on one batch already on the device, the loader closed: what
+   the model could do if data were free;
+
+each phase with warm-up excluded, ``--repeats`` timed repeats, median and spread, CPU time
+and peak memory (``bench.harness.timing``). Then the stall fraction,
+``1 - end-to-end / model-only`` (medians), and the loader's share of each ceiling,
+``loader-only / ceiling`` (medians). One-off costs (loader construction, the first batch,
+and what the pipeline reports in ``describe()["one_off_seconds"]``: FFCV's conversion and
+compilation, DALI's start-up) are kept apart from every rate.
+
+With any ``--sweep-*`` flag the harness runs every point of pipelines x worker counts x
+batch sizes and writes one record per point; a point that fails is recorded as failed,
+with its error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import torch
+
+from bench.builders import augment_spec, build_model, pipeline_options
+from bench.config import RunConfig
+from bench.data.source import Dataset, open_dataset
+from bench.errors import UserError
+from bench.console import say
+from bench.harness.ceiling import ceiling_files, decode_ceiling
+from bench.harness.execution import timing_boundary, to_device
+from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
+from bench.modes import Mode, running_mode
+from bench.provenance import provenance
+from bench.records import new_run_id, read_record, write_record
+from bench.train import make_optimizer, train_step
+from pipelines import available_pipelines, create_pipeline
+from pipelines.base import Batch, Loader
+from pipelines.registry import entry
+
+# What 0 means for the amount of work per measurement: small on a CPU (a training step of
+# AlexNet takes seconds there), timm's benchmark.py counts on a GPU.
+AUTO_CPU = {"warmup_batches": 2, "batches_per_repeat": 3, "loader_batches_per_repeat": 12}
+AUTO_CUDA = {"warmup_batches": 10, "batches_per_repeat": 40, "loader_batches_per_repeat": 40}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The amount of work per measurement, as used (0s in the config resolved for the device)."""
+
+    warmup_batches: int
+    batches_per_repeat: int
+    loader_batches_per_repeat: int
+    repeats: int
+    ceiling_images: int
+    timer: str = TIMER
+    cuda_synchronised: bool = False
+
+
+def protocol_for(config: RunConfig, device: torch.device) -> Protocol:
+    auto = AUTO_CUDA if device.type == "cuda" else AUTO_CPU
+    return Protocol(
+        warmup_batches=config.warmup_batches or auto["warmup_batches"],
+        batches_per_repeat=config.batches_per_repeat or auto["batches_per_repeat"],
+        loader_batches_per_repeat=config.loader_batches_per_repeat or auto["loader_batches_per_repeat"],
+        repeats=config.repeats,
+        ceiling_images=config.ceiling_images,
+        cuda_synchronised=device.type == "cuda",
+    )
+
+
+class BatchStream:
+    """A loader's batches, epoch after epoch, for as long as they are wanted; ``new_epoch()`` abandons the current one."""
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+        self.epoch = -1
+        self._batches: Iterator[Batch] | None = None
+
+    def new_epoch(self) -> None:
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
+        self.epoch += 1
+        self.loader.set_epoch(self.epoch)
+        self._batches = iter(self.loader)
+
+    def __next__(self) -> Batch:
+        if self._batches is None:
+            self.new_epoch()
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self.new_epoch()
+            return next(self._batches)
+
+
+def stall_fraction(end_to_end: float, model_only: float) -> float:
+    """1 - end-to-end / model-only: the share of the model's possible rate lost waiting for data (negative within noise)."""
+    return 1.0 - end_to_end / model_only
+
+
+def shares_of_ceiling(loader_only: float, ceilings: dict) -> dict:
+    """The loader-only rate as a fraction of each measured ceiling (None where one was skipped)."""
+    out = {}
+    for name in ("cpu", "nvjpeg"):
+        rate = ceilings.get(name, {}).get("images_per_s")
+        out[name] = loader_only / rate["median"] if rate else None
+    return out
+
+
+def across_processes(phase: dict, mode: Mode) -> dict:
+    """A phase measured by every process of ``mode``, as the job's: each repeat's images summed and its
+    time the slowest process's (the repeats start and end at a barrier); CPU time, memory and processes summed."""
+    if mode.world_size == 1:
+        return phase
+    images = mode.sum_across([r["images"] for r in phase["repeats"]])
+    seconds = mode.max_across([r["seconds"] for r in phase["repeats"]])
+    res = dict(phase["resources"])
+    res["cpu_seconds"], res["peak_rss_bytes"], res["processes"] = mode.sum_across([res["cpu_seconds"], res["peak_rss_bytes"], res["processes"]])
+    [res["wall_s"]] = mode.max_across([res["wall_s"]])
+    res["cpu_cores_busy"] = res["cpu_seconds"] / res["wall_s"] if res["wall_s"] > 0 else float("nan")
+    res["cpu_percent_of_available"] = 100.0 * res["cpu_cores_busy"] / res["cores_available"]
+    res["note"] = f"summed over the {mode.world_size} processes of one machine"
+    timed = [Repeat(int(i), s) for i, s in zip(images, seconds)]
+    return phase_result(timed, warmup=phase["warmup_batches"], steps=phase["batches_per_repeat"], resources=res)
+
+
+def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sweep: dict | None = None) -> Path | None:
+    """One point: every phase, one record (status failed, with the error, if a phase raises); None on ranks other than 0."""
+    device = mode.input_device
+    boundary = timing_boundary(mode)
+    if dataset is None:
+        if mode.is_main:  # rank 0 checks the data; the others then read the cache
+            dataset = open_dataset(config)
+        mode.barrier()
+        dataset = dataset or open_dataset(config)
+    protocol = protocol_for(config, device)
+    split = dataset.manifest.split("train")
+    spec = augment_spec(config, dataset)
+    if sweep is None and len(split) < config.batch_size:
+        raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
+    run_id = new_run_id(config.harness, config.pipeline, config.mode)
+    say(config, f"run {run_id}: throughput of {config.pipeline}, {config.mode} on {', '.join(mode.describe()['devices'])} x{mode.world_size}, batch {config.batch_size}, "
+                f"{config.workers} worker(s), {config.model}; {protocol.repeats} repeats after {protocol.warmup_batches} warm-up batches")
+    metrics: dict = {}
+    one_off: dict = {}
+    pipeline = loader = None
+    net = None
+    batch = None  # per process
+    status, error = "complete", None
+    started = time.time()
+    try:
+        batch = mode.per_process_batch(config.batch_size)
+        pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=batch))
+        if len(split) < config.batch_size:
+            raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
+        files = ceiling_files(split.paths, protocol.ceiling_images)
+        ceilings = {}
+        if mode.is_main:  # the ceiling uses every core: one process measures it while the others wait
+            ceilings = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size, root=dataset.manifest.root)
+        mode.barrier()
+        metrics["decode_ceiling"] = ceilings
+        if mode.is_main:
+            say(config, f"decode ceiling ({len(files)} files, {ceilings['cpu']['processes']} processes): "
+                + ", ".join(f"{d} {v['images_per_s']['median']:.1f} img/s" for d, v in ceilings["cpu"]["decoders"].items())
+                + (f", nvJPEG {ceilings['nvjpeg']['images_per_s']['median']:.1f} img/s" if "images_per_s" in ceilings["nvjpeg"] else ""))
+
+        t0 = time.perf_counter()
+        loader = pipeline.train_loader(split)
+        one_off["build_loader_s"] = time.perf_counter() - t0
+        if len(loader) == 0:
+            raise UserError(f"--batch-size {config.batch_size}: the training split ({len(split)} images) gives no full batch")
+        stream = BatchStream(loader)
+        t0 = time.perf_counter()
+        first = next(stream)
+        mode.synchronize()
+        one_off["first_batch_s"] = time.perf_counter() - t0
+        saved = tuple(t.clone() for t in first)  # loaders may reuse their output buffers
+
+        def load() -> int:
+            return int(next(stream)[1].shape[0])
+
+        metrics["loader_only"] = across_processes(run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat,
+                                                            repeats=protocol.repeats, device=device, boundary=boundary, progress=config.progress,
+                                                            desc="loader-only"), mode)
+        say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
+
+        net = mode.place(build_model(config, len(dataset.manifest.classes)))
+        optimizer = make_optimizer(net, config)
+        net.train()
+
+        def train_on(batch: Batch) -> int:
+            images, labels = to_device(batch, mode)
+            train_step(net, optimizer, images, labels)
+            return int(labels.shape[0])
+
+        stream.new_epoch()
+        metrics["end_to_end"] = across_processes(run_phase(lambda: train_on(next(stream)), warmup=protocol.warmup_batches,
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
+                                                           boundary=boundary, progress=config.progress, desc="end-to-end"), mode)
+        say(config, f"end-to-end: {metrics['end_to_end']['images_per_s']['median']:.1f} img/s")
+        loader.close()  # model-only runs with no loader work in the background
+
+        resident = to_device(saved, mode)
+        metrics["model_only"] = across_processes(run_phase(lambda: train_on(resident), warmup=protocol.warmup_batches,
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
+                                                           boundary=boundary, progress=config.progress, desc="model-only"), mode)
+        say(config, f"model-only: {metrics['model_only']['images_per_s']['median']:.1f} img/s")
+
+        loader_rate = metrics["loader_only"]["images_per_s"]["median"]
+        e2e_rate = metrics["end_to_end"]["images_per_s"]["median"]
+        model_rate = metrics["model_only"]["images_per_s"]["median"]
+        metrics["stall_fraction"] = stall_fraction(e2e_rate, model_rate)
+        metrics["loader_share_of_ceiling"] = shares_of_ceiling(loader_rate, ceilings)
+        metrics["bound_by"] = "loader" if loader_rate < model_rate else "model"
+        if mode.is_main:
+            say(config, f"stall fraction {metrics['stall_fraction']:.3f}; loader at {metrics['loader_share_of_ceiling']['cpu']:.2f} of the CPU decode ceiling")
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException as err:
+        status, error = "failed", f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        if loader is not None:
+            loader.close()
+        path = None
+        if mode.is_main:  # the other processes' figures are in rank 0's (summed); it alone writes
+            record = {
+                "run_id": run_id,
+                "harness": "throughput",
+                "status": status,
+                "error": error,
+                "started": started,
+                "finished": time.time(),
+                "config": config.to_dict(),
+                "sweep": sweep,
+                "protocol": dataclasses.asdict(protocol),
+                "dataset": dataset.describe(),
+                "pipeline": pipeline.describe() if pipeline is not None else {"name": config.pipeline},
+                "mode": {**mode.describe(), "batch_per_process": batch, "global_batch": config.batch_size},
+                "model": {"name": config.model, "parameters": sum(p.numel() for p in net.parameters()) if net is not None else None},
+                "batch_size": config.batch_size,
+                "workers": config.workers,
+                "metrics": metrics,
+                "one_off_seconds": {"harness": one_off, "pipeline": pipeline.describe().get("one_off_seconds", {}) if pipeline is not None else {}},
+                "provenance": provenance(config.seed),
+            }
+            path = write_record(config.out, record)
+            say(config, f"record: {path}")
+    return path
+
+
+def sweep_pipelines(names: list[str]) -> list[str]:
+    """The sweep's pipeline axis: 'installed' expanded; an unknown name is the user's error (one not installed is a failing point)."""
+    if names == ["installed"]:
+        return available_pipelines()
+    for name in names:
+        try:
+            entry(name)
+        except ValueError as err:
+            raise UserError(f"--sweep-pipelines: {err}") from None
+    return names
+
+
+def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
+    """Every point of pipelines x workers x batch sizes, one record each; failures are recorded and skipped."""
+    pipelines = sweep_pipelines(axes["pipeline"])
+    points = list(itertools.product(pipelines, axes["workers"], axes["batch_size"]))
+    if mode.is_main:
+        dataset = open_dataset(config)
+    mode.barrier()
+    if not mode.is_main:
+        dataset = open_dataset(config)
+    sweep_id = f"sweep-{uuid.uuid4().hex[:8]}"  # only rank 0's is written
+    cleared = dict(sweep_pipelines="", sweep_workers="", sweep_batch_sizes="")
+    paths, rows = [], []
+    for index, (pipeline, workers, batch_size) in enumerate(points):
+        point = dataclasses.replace(config, pipeline=pipeline, workers=workers, batch_size=batch_size, **cleared)
+        info = {"id": sweep_id, "index": index, "points": len(points), "axes": {**axes, "pipeline": pipelines}}
+        say(config, f"[{index + 1}/{len(points)}] {pipeline}, {workers} worker(s), batch {batch_size}")
+        row = {"pipeline": pipeline, "workers": workers, "batch_size": batch_size}
+        try:
+            path = measure(point, mode, dataset=dataset, sweep=info)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # noqa: BLE001 - measure() recorded it; the sweep goes on
+            say(config, f"point failed: {type(err).__name__}: {err}")
+            rows.append({**row, "status": "failed"})
+            continue
+        if path is None:  # not the main process: it writes no record
+            continue
+        paths.append(path)
+        m = read_record(path)["metrics"]
+        rows.append({**row, "status": "complete", "loader_only_img_s": m["loader_only"]["images_per_s"]["median"],
+                     "end_to_end_img_s": m["end_to_end"]["images_per_s"]["median"], "model_only_img_s": m["model_only"]["images_per_s"]["median"],
+                     "stall_fraction": m["stall_fraction"]})
+    say(config, f"sweep {sweep_id} (medians):\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    say(config, f"records under {Path(config.out) / 'records'}")
+    return paths
+
+
+def run(config: RunConfig, mode: Mode | None = None) -> Path | list[Path] | None:
+    """One point, or a sweep's points, in ``mode`` (default: the config's); records are written by the main process only."""
+    if mode is None:
+        with running_mode(config) as mode:
+            return run(config, mode)
+    axes = config.sweep_axes()
+    if axes is None:
+        return measure(config, mode)
+    return run_sweep(config, mode, axes)
+

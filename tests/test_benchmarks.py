@@ -1,0 +1,115 @@
+"""pytest-benchmark benchmarks, run by ``pytest --benchmark-only`` (a plain ``pytest`` skips them).
+
+Groups: ``loader:<pipeline>`` (one training batch through each installed pipeline's loader,
+epoch boundaries included as they come), ``train-step:<mode>`` (one training step of the
+paper's AlexNet, 1000 classes, per execution mode), ``lrn`` (the paper's LRN, forward and
+backward, on conv1's output). Save and compare runs with pytest-benchmark's own flags:
+
+    pytest --benchmark-only --benchmark-autosave
+    pytest --benchmark-only --benchmark-compare      # against the last saved run
+
+These are micro-benchmarks for spotting regressions; the figures a report uses come from
+the throughput harness (``python -m bench.run --harness throughput``).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from bench.builders import build_model
+from bench.config import MODES, RunConfig
+from bench.data.manifest import load_manifest
+from bench.data.synthetic import SyntheticSpec, ensure_synthetic
+from bench.harness.execution import synchronize, to_device
+from bench.harness.resources import available_cores
+from bench.harness.throughput import BatchStream
+from bench.modes import create_mode
+from bench.train import make_optimizer, train_step
+from model.lrn import LRN_CONVENTIONS, LocalResponseNorm
+from pipelines import AugmentSpec, PipelineOptions, PipelineUnavailable, list_pipelines, pipeline_class
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+BATCH = 128 if DEVICE.type == "cuda" else 16  # the paper's batch on a GPU; what a CPU steps through in about a second
+STEP_ROUNDS = {"cuda": (20, 5), "cpu": (3, 1)}[DEVICE.type]  # timed and warm-up rounds of a training step
+LRN_ROUNDS = {"cuda": (50, 5), "cpu": (5, 1)}[DEVICE.type]
+
+
+@pytest.fixture(scope="module")
+def bench_split(cache_dir):
+    root = ensure_synthetic(SyntheticSpec(classes=4, train_per_class=32, val_per_class=1, seed=2), cache_dir, progress=False)
+    return load_manifest(root, cache_dir, progress=False).split("train")
+
+
+@pytest.mark.parametrize("name", list_pipelines())
+def test_loader_batch(benchmark, name, bench_split):
+    try:
+        cls = pipeline_class(name)
+    except PipelineUnavailable as err:
+        pytest.skip(str(err))
+    benchmark.group = f"loader:{name}"
+    options = PipelineOptions(batch_size=BATCH, workers=min(2, available_cores()), device=str(DEVICE), seed=0)
+    loader = cls(AugmentSpec(), options).train_loader(bench_split)
+    stream = BatchStream(loader)
+
+    def one_batch() -> None:
+        next(stream)
+        synchronize(DEVICE)
+
+    try:
+        benchmark.pedantic(one_batch, rounds=20, warmup_rounds=4, iterations=1)
+    finally:
+        loader.close()
+    benchmark.extra_info.update(device=str(DEVICE), batch_size=BATCH, workers=options.workers, images=len(bench_split))
+
+
+@pytest.fixture
+def one_process_group(monkeypatch):
+    """The environment torchrun gives a worker, for a job of one process (a real DDP, without peers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+
+
+# One entry per execution mode. model-parallel is emulated (both towers on one device) without
+# two GPUs; data-parallel is one DDP process here: the step's DDP overhead without the
+# all-reduce traffic of peers (the throughput harness measures real multi-process runs).
+@pytest.mark.parametrize("mode_name", MODES)
+def test_training_step(benchmark, mode_name, one_process_group):
+    benchmark.group = f"train-step:{mode_name}"
+    config = RunConfig.with_preset({"preset": "paper", "mode": mode_name, "progress": False, "device": str(DEVICE)})
+    mode = create_mode(config)
+    try:
+        net = mode.place(build_model(config, 1000)).train()
+        optimizer = make_optimizer(net, config)
+        generator = torch.Generator().manual_seed(0)
+        images, labels = to_device((torch.randn(BATCH, 3, 227, 227, generator=generator), torch.randint(0, 1000, (BATCH,), generator=generator)), mode)
+
+        def step() -> None:
+            train_step(net, optimizer, images, labels)
+            mode.synchronize()
+
+        rounds, warmup = STEP_ROUNDS
+        benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup, iterations=1)
+        benchmark.extra_info.update(device=str(DEVICE), batch_size=BATCH, images_per_step=BATCH, mode=mode.describe())
+    finally:
+        mode.close()
+
+
+@pytest.mark.parametrize("convention", LRN_CONVENTIONS)
+def test_lrn_forward_backward(benchmark, convention):
+    benchmark.group = "lrn"
+    lrn = LocalResponseNorm(convention, groups=2).to(DEVICE)
+    x = torch.randn(BATCH, 96, 55, 55, device=DEVICE, requires_grad=True)
+
+    def forward_backward() -> None:
+        lrn(x).sum().backward()
+        synchronize(DEVICE)
+
+    rounds, warmup = LRN_ROUNDS
+    benchmark.pedantic(forward_backward, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    benchmark.extra_info.update(device=str(DEVICE), shape=list(x.shape))
