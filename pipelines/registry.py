@@ -44,6 +44,15 @@ register_pipeline(
         summary="torch DataLoader with worker processes, PIL decode, the paper's augmentation",
     )
 )
+register_pipeline(
+    PipelineEntry(
+        name="ffcv",
+        module="pipelines.ffcv_pipeline",
+        cls="FfcvPipeline",
+        install="apt-get install libopencv-dev libturbojpeg0-dev pkg-config, then pip install -e '.[ffcv]'",
+        summary="FFCV: .beton file (JPEG or raw), compiled multithreaded loader, the paper's augmentation as FFCV operations",
+    )
+)
 
 
 def list_pipelines() -> list[str]:
