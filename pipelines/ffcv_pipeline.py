@@ -11,11 +11,20 @@ On a GPU the image goes ``ToTensor -> ToDevice(non_blocking=True)`` after the fl
 lighting and normalisation run on the GPU (the uint8 crop is what crosses the bus); labels
 end with ``ToDevice(non_blocking=True)``.
 
-Determinism: the order is the torchvision pipeline's (``ffcv_ops/order.py``) and every
-random draw is a hash of (seed, epoch, sample index) (``ffcv_ops/draws.py``). So a seed
-fixes the batches of every epoch whatever the number of threads, the compiler setting or a
-resume through ``set_epoch``; the draws are not the torchvision pipeline's numbers, only the
-same distributions, while the order and the evaluation views are the same.
+Determinism. FFCV 1.0.2 seeds only its order, and not the way the other pipelines do:
+``Loader(seed=None)`` draws a seed from numpy's global state; ``OrderOption.RANDOM`` is
+``default_rng(seed + epoch).permutation`` (seed s at epoch 1 is seed s + 1 at epoch 0);
+with ``distributed=True`` it and ``SEQUENTIAL`` use torch's ``DistributedSampler`` (needs a
+process group, pads shards with repeats); the epoch is a counter advanced by each
+``iter()``, with no ``set_epoch``. Its random operations (``RandomHorizontalFlip``, the
+random-resized crops) call ``np.random`` inside compiled code, where numba keeps one
+unseedable state per thread. Here instead the order is the torchvision pipeline's
+(``ffcv_ops/order.py``) and every random draw is a hash of (seed, epoch, sample index)
+(``ffcv_ops/draws.py``), made before the compiled kernels run. So a seed fixes every
+epoch's batches bit for bit whatever the thread count, the compiler setting or a resume
+through ``set_epoch``; a sample's draws do not depend on the batch size, the number of
+ranks or the device (on a GPU only the float arithmetic of the normalisation moves). The draws follow the torchvision pipeline's
+distributions but are not its numbers; the order and the evaluation views are the same.
 
 One-off costs, reported by ``describe()["one_off_seconds"]`` and kept out of the epochs:
 ``conversion`` (writing ``.beton`` files; 0 when they were cached) and ``compile`` (building
@@ -123,6 +132,7 @@ class FfcvLoader(Loader):
         self.batch_size = loader.batch_size
         self._epoch = 0
         self._active: threading.Thread | None = None  # FFCV's EpochIterator of the epoch being loaded
+        self.compile_seconds = 0.0  # building this Loader and loading its first batch (set by FfcvPipeline)
 
     def __len__(self) -> int:
         return len(self._loader)
@@ -275,7 +285,8 @@ class FfcvPipeline(Pipeline):
             )
         wrapped = FfcvLoader(loader, draws, device=self.device)
         built = time.perf_counter() - started
-        self.one_off_seconds["compile"] += built + (wrapped.first_batch_seconds() if s.compile else 0.0)
+        wrapped.compile_seconds = built + (wrapped.first_batch_seconds() if s.compile else 0.0)
+        self.one_off_seconds["compile"] += wrapped.compile_seconds
         return wrapped
 
     def train_loader(self, split: Split) -> Loader:
