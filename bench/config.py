@@ -18,7 +18,7 @@ MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
-FFCV_WRITE_MODES = ("jpg", "raw")
+FFCV_WRITE_MODES = ("raw", "jpg")
 FFCV_RESIZE_RULES = ("paper", "max-side")
 
 # The paper's recipe does not leave its flat start within a CPU's budget on the embedded data:
@@ -68,7 +68,7 @@ class RunConfig:
     # DALI pipeline options (pipelines/dali_pipeline.py)
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
-    ffcv_write_mode: str = "jpg"
+    ffcv_write_mode: str = "raw"
     ffcv_jpeg_quality: int = 90
     ffcv_resize_rule: str = "paper"
     ffcv_max_side: int = 512

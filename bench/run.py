@@ -47,7 +47,8 @@ HELP: dict[str, str] = {
     # DALI pipeline options
 
     # FFCV pipeline options
-    "ffcv_write_mode": "how FFCV's .beton stores images: jpg (JPEG at --ffcv-jpeg-quality) or raw (uint8 pixels, exact, about 8x larger)",
+    "ffcv_write_mode": "how FFCV's .beton stores images: raw (uint8 pixels: exact, FFCV's default, 192 KiB an image) "
+    "or jpg (JPEG at --ffcv-jpeg-quality: about 8x smaller, lossy)",
     "ffcv_jpeg_quality": "JPEG quality of the .beton's images (1-100; FFCV's default 90)",
     "ffcv_resize_rule": "what the .beton stores: paper (the paper's 256x256 preprocessing, done once) or max-side "
     "(the image as is, longer side capped at --ffcv-max-side; the 256 preprocessing then happens when loading, with OpenCV)",

@@ -10,8 +10,10 @@ What is stored (``ConversionOptions``):
   (FFCV's ``max_resolution``, OpenCV's area resampling); the loader then does the paper's
   preprocessing with FFCV's ``CenterCropRGBImageDecoder`` (central square, resized to 256
   with OpenCV's area resampling: close to, not the same as, PIL's).
-- ``write_mode``: ``"jpg"`` (JPEG at ``jpeg_quality``, encoded by OpenCV, decoded by
-  libjpeg-turbo) or ``"raw"`` (uint8 pixels, exact, about 8x larger).
+- ``write_mode``: ``"raw"`` (the default, FFCV's own: uint8 pixels, exact, 192 KiB an
+  image at 256 x 256, so 235 GiB for ImageNet's training set; a conversion that cannot fit
+  on the cache's disk is refused before it starts) or ``"jpg"`` (JPEG at ``jpeg_quality``,
+  encoded by OpenCV with 4:2:0 chroma, decoded by libjpeg-turbo: about 8x smaller, lossy).
 
 The file is kept under ``<cache_dir>/ffcv/`` with a name made of the split's name and a
 key hashing the manifest's fingerprint, the split's samples, the options and the versions
@@ -29,6 +31,7 @@ import functools
 import hashlib
 import json
 import multiprocessing
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -53,7 +56,7 @@ MIN_PAGE_SIZE = 8 << 20  # FFCV's default page: 8 MiB
 class ConversionOptions:
     """How a split is stored; every field is part of the cache key (``max_side`` only for ``max-side``)."""
 
-    write_mode: str = "jpg"
+    write_mode: str = "raw"
     jpeg_quality: int = 90
     resize_rule: str = "paper"
     max_side: int = 512  # the longer side's cap under resize_rule="max-side"
@@ -81,6 +84,12 @@ class ConversionOptions:
         how = f"JPEG q{self.jpeg_quality}" if self.write_mode == "jpg" else "raw pixels"
         size = f"{self.resize}x{self.resize}" if self.resize_rule == "paper" else f"longer side <= {self.max_side}"
         return f"{how}, {size}"
+
+    def raw_bytes(self, samples: int) -> int | None:
+        """What ``samples`` images take stored raw under the paper's rule (None when not known in advance)."""
+        if self.write_mode != "raw" or self.resize_rule != "paper":
+            return None
+        return samples * self.resize * self.resize * 3
 
     def page_size(self) -> int:
         """A page must hold the largest sample: FFCV's 8 MiB, or more for big raw images."""
@@ -187,6 +196,20 @@ def convert(split: Split, path: Path, options: ConversionOptions, *, workers: in
             raise UserError(f"cannot convert {bad} for FFCV: {_reason(bad)}")
 
 
+def _check_space(split: Split, options: ConversionOptions, folder: Path) -> None:
+    """Refuse a raw conversion that cannot fit, before it starts rather than when the disk is full."""
+    needed = options.raw_bytes(len(split))
+    if needed is None:
+        return
+    needed = int(needed * 1.02) + options.page_size()  # page padding, metadata
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserError(
+            f"converting {split.name} ({len(split)} images) to raw pixels for FFCV needs {needed / 2**30:.1f} GiB in {folder}, "
+            f"which has {free / 2**30:.1f} GiB free: store JPEG instead (--ffcv-write-mode jpg, about 8x smaller) or use another --cache-dir"
+        )
+
+
 @contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``lock_path`` (released by the kernel if this process dies)."""
@@ -218,6 +241,7 @@ def ensure_beton(split: Split, options: ConversionOptions, cache_dir: str | Path
             return Beton(path, False, 0.0)
         for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a conversion that was killed
             stale.unlink(missing_ok=True)
+        _check_space(split, options, path.parent)
         started = time.perf_counter()
         convert(split, path, options, workers=workers, progress=progress)
         return Beton(path, True, time.perf_counter() - started)

@@ -46,7 +46,7 @@ import queue
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,7 +72,7 @@ STOP_TIMEOUT_S = 60.0
 class FfcvSettings:
     """The run's ``ffcv_*`` settings (``PipelineOptions.extra``, prefix removed); FFCV's defaults where it has them."""
 
-    write_mode: str = "jpg"  # how images are stored: jpg or raw
+    write_mode: str = "raw"  # how images are stored: raw (exact) or jpg
     jpeg_quality: int = 90
     resize_rule: str = "paper"  # paper: stored 256 x 256 after the paper's preprocessing; max-side: stored as is, capped
     max_side: int = 512  # the longer side's cap under max-side
@@ -150,7 +150,9 @@ class FfcvLoader(Loader):
         self._stop()  # an epoch left unfinished must stop before the draws move to the next one
         self._draws.epoch = self._epoch
         self._loader.next_epoch = self._epoch
-        with torch_threads_kept():
+        # FFCV makes its CUDA streams on the current device: make that the target device.
+        on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext()
+        with torch_threads_kept(), on_device:
             epoch_iterator = iter(self._loader)
         self._active = epoch_iterator
         return self._batches(epoch_iterator)

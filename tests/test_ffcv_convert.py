@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ except (ImportError, OSError) as err:  # FFCV or its system libraries are missin
 from bench.data.manifest import load_manifest
 from bench.data.synthetic import SyntheticSpec, ensure_synthetic
 from bench.errors import UserError
+from pipelines.base import Split
 from pipelines.torchvision_pipeline import load_rgb, preprocess
 from tests.conftest import REPO
 
@@ -103,7 +105,7 @@ def test_max_side_rule_keeps_the_aspect_and_caps_the_longer_side(manifest, beton
 
 def test_an_unchanged_dataset_is_converted_once(manifest, beton_cache):
     split = manifest.split("val")
-    options = ConversionOptions(jpeg_quality=85)
+    options = ConversionOptions(write_mode="jpg", jpeg_quality=85)
     first = ensure_beton(split, options, beton_cache, progress=False)
     mtime = first.path.stat().st_mtime_ns
     second = ensure_beton(split, options, beton_cache, progress=False)
@@ -114,16 +116,17 @@ def test_an_unchanged_dataset_is_converted_once(manifest, beton_cache):
 
 def test_the_cache_key_follows_the_data_the_split_and_the_options(small_copy, manifest, tmp_path):
     split = manifest.split("val")
-    base = ConversionOptions()
+    base = ConversionOptions(write_mode="jpg")
     paths = {beton_path(tmp_path, split, base)}
-    for options in (ConversionOptions(jpeg_quality=91), ConversionOptions(write_mode="raw"), ConversionOptions(resize_rule="max-side"),
-                    ConversionOptions(resize_rule="max-side", max_side=600), ConversionOptions(resize=288)):
+    for options in (ConversionOptions(write_mode="jpg", jpeg_quality=91), ConversionOptions(write_mode="raw"),
+                    ConversionOptions(write_mode="jpg", resize_rule="max-side"),
+                    ConversionOptions(write_mode="jpg", resize_rule="max-side", max_side=600), ConversionOptions(write_mode="jpg", resize=288)):
         paths.add(beton_path(tmp_path, split, options))
     paths.add(beton_path(tmp_path, manifest.split("train"), base))
     assert len(paths) == 7
     # Options that do not change the stored bytes do not change the key.
     assert beton_path(tmp_path, split, ConversionOptions(write_mode="raw", jpeg_quality=50)) == beton_path(tmp_path, split, ConversionOptions(write_mode="raw"))
-    assert beton_path(tmp_path, split, ConversionOptions(max_side=999)) == beton_path(tmp_path, split, base)
+    assert beton_path(tmp_path, split, ConversionOptions(write_mode="jpg", max_side=999)) == beton_path(tmp_path, split, base)
     # A changed file gives a new manifest fingerprint, hence a new .beton.
     target = next(small_copy.glob("val/*/*.jpg"))
     target.write_bytes(target.read_bytes())
@@ -191,8 +194,18 @@ def test_a_file_that_breaks_after_the_manifest_is_a_user_error(small_copy, tmp_p
     with open(broken, "r+b") as f:
         f.truncate(100)
     with pytest.raises(UserError, match=re.escape(f"cannot convert {broken} for FFCV: ")):
-        ensure_beton(split, ConversionOptions(), tmp_path, workers=2, progress=False)
+        ensure_beton(split, ConversionOptions(write_mode="jpg"), tmp_path, workers=2, progress=False)
     assert not list((tmp_path / "ffcv").glob("*.beton")) and not list((tmp_path / "ffcv").glob("*.partial"))
+
+
+def test_a_raw_conversion_that_cannot_fit_is_refused_before_it_starts(manifest, tmp_path):
+    """As many samples as would need more than this disk's free space (the files are never read)."""
+    val = manifest.split("val")
+    too_many = shutil.disk_usage(tmp_path).free // (256 * 256 * 3) + 1
+    huge = Split("huge", val.paths[:1] * too_many, val.labels[:1] * too_many, val.num_classes, val.fingerprint)
+    with pytest.raises(UserError, match=r"converting huge \(\d+ images\) to raw pixels for FFCV needs .* GiB free: store JPEG instead"):
+        ensure_beton(huge, ConversionOptions(write_mode="raw"), tmp_path, progress=False)
+    assert not list((tmp_path / "ffcv").glob("*beton*.partial")) and not list((tmp_path / "ffcv").glob("*.beton"))
 
 
 def test_invalid_options_are_refused():

@@ -346,17 +346,18 @@ def test_settings_are_checked(beton_cache):
 
 
 def test_the_runs_ffcv_settings_reach_the_pipeline():
-    config = RunConfig(pipeline="ffcv", ffcv_write_mode="raw", ffcv_compile=False)
+    config = RunConfig(pipeline="ffcv", ffcv_write_mode="jpg", ffcv_compile=False)
     extra = config.pipeline_extra()
     assert set(extra) == {f.name for f in fields(FfcvSettings)}
-    assert FfcvSettings.from_extra(extra) == FfcvSettings(write_mode="raw", compile=False)
+    assert FfcvSettings.from_extra(extra) == FfcvSettings(write_mode="jpg", compile=False)
+    assert FfcvSettings.from_extra(RunConfig(pipeline="ffcv").pipeline_extra()) == FfcvSettings()  # the same defaults
     assert RunConfig(pipeline="torchvision").pipeline_extra() == {}
 
 
 @pytest.mark.parametrize(
     "setting,message",
     [
-        ({"ffcv_write_mode": "png"}, "--ffcv-write-mode 'png' is not one of: jpg, raw"),
+        ({"ffcv_write_mode": "png"}, "--ffcv-write-mode 'png' is not one of: raw, jpg"),
         ({"ffcv_jpeg_quality": 101}, "--ffcv-jpeg-quality must be in [1, 100], not 101"),
         ({"ffcv_resize_rule": "crop"}, "--ffcv-resize-rule 'crop' is not one of: paper, max-side"),
         ({"ffcv_max_side": 100}, "--ffcv-max-side must be in [256, 16384], not 100"),
@@ -402,7 +403,7 @@ def test_on_a_gpu_batches_stay_valid_while_later_ones_load(make, manifest):
 def test_the_cli_trains_with_ffcv_and_converts_only_once(cli_env, small_root, tmp_path):
     args = [sys.executable, "-m", "bench.run", "--pipeline", "ffcv", "--data", str(small_root), "--out", str(tmp_path),
             "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--workers", "1", "--no-progress",
-            "--no-ffcv-compile", "--no-ten-crop", "--ffcv-jpeg-quality", "87", "--cache-dir", str(tmp_path / "cache")]
+            "--no-ffcv-compile", "--no-ten-crop", "--ffcv-write-mode", "jpg", "--ffcv-jpeg-quality", "87", "--cache-dir", str(tmp_path / "cache")]
     records = []
     for _ in range(2):
         before = set((tmp_path / "records").glob("*.json"))
