@@ -14,6 +14,7 @@ from typing import Any
 from bench.errors import UserError
 
 HARNESSES = ("accuracy", "throughput", "relu-tanh")
+BATCH_SCOPES = ("global", "per-rank")
 MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
@@ -46,6 +47,8 @@ class RunConfig:
     embedded_train_per_class: int = 260
     embedded_val_per_class: int = 50
     cache_dir: str = dataclasses.field(default_factory=default_cache_dir)
+    strict: bool = False  # a bad file is an error instead of being left out
+    max_pixels: int = 89_478_485  # larger images are left out as possible decompression bombs (PIL's own limit)
     # The network (the paper's by default)
     activation: str = "relu"
     lrn: str = "authors"
@@ -66,6 +69,9 @@ class RunConfig:
     steps_per_epoch: int = 0  # 0: the whole training split every epoch
     ten_crop: bool = True
     # DALI pipeline options (pipelines/dali_pipeline.py)
+    dali_decoder: str = "auto"  # auto: mixed (nvJPEG) on a CUDA device DALI sees, else cpu
+    dali_hw_decoder_load: float = 0.65
+    dali_prefetch_depth: int = 2
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
     ffcv_write_mode: str = "raw"
@@ -79,6 +85,9 @@ class RunConfig:
     # Execution
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     device: str = "auto"
+    mp_devices: str = ""  # model-parallel: "cuda:0,cuda:1"; empty: two GPUs if present, else one shared (emulated)
+    nproc: str = "auto"  # data-parallel processes: a number, or auto (one per GPU; 2 on a CPU)
+    batch_scope: str = "global"  # data-parallel: batch_size is the global batch, or per-rank
     seed: int = 0
     out: str = "results"
     resume: str = ""
@@ -96,6 +105,8 @@ class RunConfig:
         need(self.harness in HARNESSES, f"--harness {self.harness!r} is not one of: {', '.join(HARNESSES)}")
         need(self.mode in MODES, f"--mode {self.mode!r} is not one of: {', '.join(MODES)}")
         need(self.lighting_stats in LIGHTING_STATS, f"--lighting-stats {self.lighting_stats!r} is not one of: {', '.join(LIGHTING_STATS)}")
+        need(self.batch_scope in BATCH_SCOPES, f"--batch-scope {self.batch_scope!r} is not one of: {', '.join(BATCH_SCOPES)}")
+        need(self.nproc == "auto" or (self.nproc.isdigit() and int(self.nproc) >= 1), f"--nproc must be a whole number of at least 1 (or auto), not {self.nproc!r}")
         need(self.crop in (224, 227), f"--crop must be 227 or 224, not {self.crop}")
         need(self.epochs >= 0, f"--epochs must be at least 1 (or 0 for the default), not {self.epochs}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")
@@ -107,7 +118,12 @@ class RunConfig:
         need(self.embedded_train_per_class >= 1, "--embedded-train-per-class must be at least 1")
         need(self.embedded_val_per_class >= 1, "--embedded-val-per-class must be at least 1")
         need(0.0 <= self.flip_prob <= 1.0, f"--flip-prob must be in [0, 1], not {self.flip_prob}")
+        need(self.max_pixels >= 1, f"--max-pixels must be at least 1, not {self.max_pixels}")
         need(self.lighting_sigma >= 0, f"--lighting-sigma must be 0 or more, not {self.lighting_sigma}")
+        # DALI pipeline options
+        need(self.dali_decoder in ("auto", "mixed", "cpu"), f"--dali-decoder {self.dali_decoder!r} is not one of: auto, mixed, cpu")
+        need(0.0 <= self.dali_hw_decoder_load <= 1.0, f"--dali-hw-decoder-load must be in [0, 1], not {self.dali_hw_decoder_load}")
+        need(self.dali_prefetch_depth >= 1, f"--dali-prefetch-depth must be at least 1, not {self.dali_prefetch_depth}")
         # FFCV pipeline options
         need(self.ffcv_write_mode in FFCV_WRITE_MODES, f"--ffcv-write-mode {self.ffcv_write_mode!r} is not one of: {', '.join(FFCV_WRITE_MODES)}")
         need(1 <= self.ffcv_jpeg_quality <= 100, f"--ffcv-jpeg-quality must be in [1, 100], not {self.ffcv_jpeg_quality}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -10,12 +11,30 @@ from tqdm import tqdm
 
 from pipelines.base import Loader
 
+if TYPE_CHECKING:
+    from bench.modes.base import Mode
+
 
 @dataclass(frozen=True)
 class Errors:
-    top1: float  # error rates in [0, 1]
-    top5: float
+    """Wrong answers at top-1 and top-5 among ``samples``; rates in [0, 1]."""
+
+    wrong1: int
+    wrong5: int
     samples: int
+
+    @property
+    def top1(self) -> float:
+        return self.wrong1 / self.samples if self.samples else float("nan")
+
+    @property
+    def top5(self) -> float:
+        return self.wrong5 / self.samples if self.samples else float("nan")
+
+    def summed(self, mode: "Mode") -> "Errors":
+        """Totals over all processes of ``mode`` (each evaluated its own shard)."""
+        w1, w5, n = mode.sum_across([self.wrong1, self.wrong5, self.samples])
+        return Errors(int(w1), int(w5), int(n))
 
 
 def error_counts(probs: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
@@ -34,7 +53,7 @@ def evaluate(net: nn.Module, loader: Loader, *, progress: bool = False, desc: st
     net.eval()
     wrong1 = wrong5 = seen = 0
     try:
-        for images, labels in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for images, labels in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             if images.dim() == 5:
                 n, views = images.shape[:2]
                 probs = net(images.flatten(0, 1)).softmax(dim=1).view(n, views, -1).mean(dim=1)
@@ -46,6 +65,4 @@ def evaluate(net: nn.Module, loader: Loader, *, progress: bool = False, desc: st
             seen += labels.shape[0]
     finally:
         net.train(was_training)
-    if seen == 0:
-        return Errors(float("nan"), float("nan"), 0)
-    return Errors(wrong1 / seen, wrong5 / seen, seen)
+    return Errors(wrong1, wrong5, seen)

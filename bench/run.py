@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
+from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -27,6 +27,8 @@ HELP: dict[str, str] = {
     "embedded_classes": "classes in the embedded dataset",
     "embedded_train_per_class": "training images per class in the embedded dataset",
     "embedded_val_per_class": "validation images per class in the embedded dataset",
+    "strict": "stop with an error naming the first bad file instead of leaving bad files out",
+    "max_pixels": "images with more pixels are left out as possible decompression bombs",
     "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE)",
     "activation": "nonlinearity of every layer: relu or tanh",
     "lrn": "LRN convention: authors (alpha/n, cuda-convnet/Caffe/torch; the default) or paper (the formula as printed)",
@@ -45,6 +47,10 @@ HELP: dict[str, str] = {
     "steps_per_epoch": "stop each epoch after this many steps (0: the whole training split)",
     "ten_crop": "also evaluate with the paper's ten-view average at the end",
     # DALI pipeline options
+    "dali_decoder": "DALI's JPEG decoder: auto (mixed when --device is CUDA and DALI sees a GPU, else cpu), "
+    "mixed (nvJPEG on the GPU; an error without one) or cpu (libjpeg-turbo, every operator on the CPU)",
+    "dali_hw_decoder_load": "DALI mixed decoder: share of the JPEG work given to the hardware decoder (A100/H100), 0-1",
+    "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth)",
 
     # FFCV pipeline options
     "ffcv_write_mode": "how FFCV's .beton stores images: raw (uint8 pixels: exact, FFCV's default, 192 KiB an image) "
@@ -59,12 +65,15 @@ HELP: dict[str, str] = {
 
     "workers": "loader worker processes or threads",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
+    "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (default: two GPUs if present, else both on --device: emulated)",
+    "nproc": "data-parallel: processes to start with torchrun (auto: one per GPU, 2 on a CPU)",
+    "batch_scope": "data-parallel: whether --batch-size is the global batch (split over ranks) or per rank",
     "seed": "seed for sample order, augmentation, dropout and initialisation",
     "out": "results directory: records/ and checkpoints/ go under it",
     "resume": "continue the run saved in this checkpoint (its settings, unless given again here)",
     "progress": "show progress bars and per-epoch lines",
 }
-CHOICES = {"preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
+CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -80,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.strip().splitlines()[0],
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
+    source.add_argument("--rerun", metavar="RECORD", help="run again with every setting of this run record (flags given here override them)")
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
@@ -95,7 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None) -> RunConfig:
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config", None)
+    rerun = args.pop("rerun", None)
     base: dict[str, Any] = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    if rerun:
+        from bench.records import read_record
+
+        try:
+            recorded = read_record(rerun)["config"]
+        except (ValueError, KeyError) as err:
+            raise UserError(f"--rerun: {err}") from None
+        return RunConfig.from_dict({**recorded, "resume": "", **args}, source=rerun)
     if "resume" in args:
         from bench.checkpoint import load_checkpoint
 
@@ -104,11 +124,12 @@ def config_from_args(argv: Sequence[str] | None) -> RunConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         config = config_from_args(argv)
         from bench.harness import dispatch
 
-        dispatch.run(config)
+        dispatch.run(config, argv)
     except UserError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -119,4 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    # Under torchrun, an exception is also written to the agent's error file with its time,
+    # so the launcher can name the rank that failed first (a no-op otherwise).
+    sys.exit(record(main)())

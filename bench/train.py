@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.errors import UserError
 from pipelines.base import Loader
+
+if TYPE_CHECKING:
+    from bench.modes.base import Mode
 from pipelines.seeding import epoch_seed
 
 
@@ -49,14 +53,29 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch
 
 @dataclass
 class EpochResult:
-    loss: float
-    top1_err: float
-    images: int
+    """Sums over one epoch (so that processes can add theirs up), and its duration."""
+
+    loss_sum: float
+    wrong: int
+    seen: int
     seconds: float
 
     @property
+    def loss(self) -> float:
+        return self.loss_sum / self.seen if self.seen else math.nan
+
+    @property
+    def top1_err(self) -> float:
+        return self.wrong / self.seen if self.seen else math.nan
+
+    @property
     def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+        return self.seen / self.seconds if self.seconds > 0 else math.nan
+
+    def summed(self, mode: "Mode") -> "EpochResult":
+        """Totals over all processes of ``mode`` (the duration is this process's)."""
+        loss_sum, wrong, seen = mode.sum_across([self.loss_sum, self.wrong, self.seen])
+        return EpochResult(loss_sum, int(wrong), int(seen), self.seconds)
 
 
 @dataclass
@@ -81,9 +100,9 @@ class History:
         return cls(**{k: list(v) for k, v in d.items()})
 
 
-def seed_epoch(seed: int, epoch: int) -> None:
-    """Seed torch's global generator (dropout) from (seed, epoch): a resumed epoch draws what the original did."""
-    torch.manual_seed(epoch_seed(seed, epoch))
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
+    """Seed torch's global generator (dropout) from (seed, epoch, rank): a resumed epoch draws what the original did."""
+    torch.manual_seed(epoch_seed(seed, epoch) + rank)
 
 
 def train_epoch(
@@ -101,7 +120,8 @@ def train_epoch(
     loss_sum = 0.0
     wrong = seen = 0
     start = time.perf_counter()
-    bar = tqdm(total=total * getattr(loader, "batch_size", 1) or None, desc=desc, unit="img", disable=not progress, leave=False, mininterval=1.0)
+    images = loader.num_samples * total // len(loader) if len(loader) else 0
+    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=1.0)
     try:
         for step, (images, labels) in enumerate(loader):
             if step >= total:
@@ -119,7 +139,4 @@ def train_epoch(
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
-    if seen == 0:
-        return EpochResult(math.nan, math.nan, 0, seconds)
-    return EpochResult(loss_sum / seen, wrong / seen, seen, seconds)
+    return EpochResult(loss_sum, wrong, seen, time.perf_counter() - start)

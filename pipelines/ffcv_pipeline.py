@@ -308,7 +308,12 @@ class FfcvPipeline(Pipeline):
             "batches_ahead": s.batches_ahead,
             "compiled": s.compile,
             "on_device": "ToDevice(non_blocking) + lighting and normalisation on the GPU" if self.device.type == "cuda" else "none (CPU)",
-            "draws": "hash of (seed, epoch, sample index): the torchvision pipeline's distributions, not its numbers",
+            "determinism": {
+                "order": True,
+                "augmentation": True,
+                "note": "order from (seed, epoch) as torchvision's; draws hashed from (seed, epoch, sample index): independent of "
+                "threads, batch size, world size, the compiler setting and resumes; the torchvision pipeline's distributions, not its numbers",
+            },
             "betons": {name: str(path) for name, path in self.betons.items()},
             "converted": list(self.converted),
             "one_off_seconds": dict(self.one_off_seconds),

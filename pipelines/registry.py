@@ -46,6 +46,15 @@ register_pipeline(
 )
 register_pipeline(
     PipelineEntry(
+        name="dali",
+        module="pipelines.dali_pipeline",
+        cls="DaliPipeline",
+        install="pip install -e '.[dali]'",
+        summary="NVIDIA DALI: nvJPEG decode and augmentation on the GPU (mixed), or the same graph on the CPU",
+    )
+)
+register_pipeline(
+    PipelineEntry(
         name="ffcv",
         module="pipelines.ffcv_pipeline",
         cls="FfcvPipeline",

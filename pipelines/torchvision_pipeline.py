@@ -137,6 +137,9 @@ class TorchvisionLoader(Loader):
             pin_memory=self.device.type == "cuda",
             drop_last=drop_last,
             persistent_workers=options.workers > 0,
+            # Its own generator: a new iterator then never draws from torch's global generator,
+            # whose state (dropout) must not depend on when loaders were (re)created.
+            generator=torch.Generator().manual_seed(options.seed),
             prefetch_factor=options.extra.get("prefetch_factor", 2) if options.workers > 0 else None,
         )
 
@@ -183,4 +186,9 @@ class TorchvisionPipeline(Pipeline):
         return self._loader(split, transform, shuffle=False, drop_last=False)
 
     def describe(self) -> dict:
-        return {**super().describe(), "decoder": "pil", "workers": self.options.workers}
+        return {
+            **super().describe(),
+            "decoder": "pil",
+            "workers": self.options.workers,
+            "determinism": {"order": True, "augmentation": True, "note": "per-sample draws seeded by (seed, epoch, index): independent of worker count"},
+        }

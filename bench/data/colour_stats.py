@@ -28,7 +28,7 @@ def compute_colour_stats(manifest: Manifest, *, max_images: int = 500, resize: i
     total = np.zeros(3)
     outer = np.zeros((3, 3))
     count = 0
-    for path in tqdm(paths, desc="colour statistics", unit="img", disable=not progress, mininterval=1.0):
+    for path in tqdm(paths, desc="colour statistics", unit="img", disable=None if progress else True, mininterval=1.0):
         x = preprocess(load_rgb(path), resize).numpy().reshape(3, -1)[:, ::4].astype(np.float64) / 255.0
         total += x.sum(axis=1)
         outer += x @ x.T

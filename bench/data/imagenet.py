@@ -97,7 +97,7 @@ def prepare_train(archive: Path, out: Path, *, progress: bool = True) -> int:
     tmp.mkdir(parents=True)
     count = 0
     with tarfile.open(archive, "r|") as outer:
-        for class_tar in tqdm(_members(outer), total=1000, desc="train classes", unit="class", disable=not progress):
+        for class_tar in tqdm(_members(outer), total=1000, desc="train classes", unit="class", disable=None if progress else True):
             wnid = safe_name(archive, class_tar)
             if not wnid.endswith(".tar"):
                 raise UserError(f"{archive}: unexpected member {class_tar.name!r} (expected <wnid>.tar)")
@@ -121,7 +121,7 @@ def prepare_val(archive: Path, devkit: Path, out: Path, *, progress: bool = True
         (tmp / wnid).mkdir()
     count = 0
     with tarfile.open(archive, "r|") as tar:
-        for member in tqdm(_members(tar), total=len(labels), desc="val images", unit="img", disable=not progress):
+        for member in tqdm(_members(tar), total=len(labels), desc="val images", unit="img", disable=None if progress else True):
             name = safe_name(archive, member)
             try:
                 number = int(name.rsplit("_", 1)[1].split(".")[0])  # ILSVRC2012_val_00000001.JPEG

@@ -18,6 +18,7 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -27,7 +28,8 @@ from bench.atomic import atomic_write_json
 from bench.errors import UserError
 from pipelines.base import Split
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # what PIL itself warns about as a possible decompression bomb
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -62,6 +64,11 @@ class Manifest:
 
     def bad(self) -> list[Entry]:
         return [e for e in self.entries if e.status == "bad"]
+
+    def empty_classes(self, split: str = "train") -> list[str]:
+        """Classes with no decodable image in ``split`` (they keep their index)."""
+        present = {e.label for e in self.entries if e.split == split and e.status == "ok"}
+        return [c for i, c in enumerate(self.classes) if i not in present]
 
     def counts(self) -> dict[str, dict[str, int]]:
         out = {s: {"ok": 0, "bad": 0} for s in SPLITS}
@@ -116,7 +123,11 @@ def _list_files(root: Path) -> tuple[list[str], list[_Listed]]:
         for class_dir in sorted(os.scandir(split_dir), key=lambda d: d.name):
             if not class_dir.is_dir():
                 continue
-            for dirpath, dirnames, filenames in os.walk(class_dir.path):
+            def unreadable(err: OSError, split: str = split, label: int = index.get(class_dir.name, -1)) -> None:
+                rel = os.path.relpath(err.filename, root).replace(os.sep, "/")
+                listed.append(_Listed(split, rel + "/", label, 0, 0, f"{type(err).__name__}: {err.strerror}"))
+
+            for dirpath, dirnames, filenames in os.walk(class_dir.path, onerror=unreadable):
                 dirnames.sort()
                 for name in sorted(filenames):
                     full = os.path.join(dirpath, name)
@@ -131,46 +142,63 @@ def _list_files(root: Path) -> tuple[list[str], list[_Listed]]:
     return classes, listed
 
 
-def fingerprint(classes: list[str], listed: list[_Listed]) -> str:
-    h = hashlib.sha256(f"manifest-v{MANIFEST_VERSION}\n".encode())
+def fingerprint(classes: list[str], listed: list[_Listed], max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    h = hashlib.sha256(f"manifest-v{MANIFEST_VERSION}\nmax_pixels={max_pixels}\n".encode())
     h.update(("\n".join(classes) + "\n").encode())
     for f in listed:
         h.update(f"{f.split}\t{f.path}\t{f.size}\t{f.mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 
-def check_image(path: str) -> str:
-    """'' if ``path`` decodes as an image, else the reason it does not."""
+def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """'' if ``path`` decodes as an image of at most ``max_pixels`` pixels, else the reason it does not."""
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size is checked here, against our own limit, before anything is decoded
     try:
         with Image.open(path) as img:
+            if img.width * img.height > max_pixels:
+                return f"image of {img.width}x{img.height} pixels is larger than the limit of {max_pixels} pixels"
             img.draft("RGB", (img.width // 8 or 1, img.height // 8 or 1))  # JPEG: decode at 1/8 scale, still reads every byte
             img.load()
     except Exception as err:  # noqa: BLE001 - any failure to decode makes the file bad; the reason says which
         return f"{type(err).__name__}: {err}".replace("\n", " ")
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
     return ""
 
 
-def _check_all(paths: list[str], workers: int, progress: bool) -> list[str]:
-    if not paths:
-        return []
+def _check_all(paths: list[str], workers: int, progress: bool, max_pixels: int) -> list[str]:
+    check = partial(check_image, max_pixels=max_pixels)
+    if workers <= 1 or len(paths) < 64:  # not worth starting processes for
+        return [check(p) for p in tqdm(paths, desc="checking images", unit="img", disable=None if progress else True, mininterval=1.0)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(
             tqdm(
-                pool.map(check_image, paths, chunksize=32),
+                pool.map(check, paths, chunksize=32),
                 total=len(paths),
                 desc="checking images",
                 unit="img",
-                disable=not progress,
+                disable=None if progress else True,
                 mininterval=1.0,
             )
         )
 
 
-def load_manifest(root: str | os.PathLike, cache_dir: str | os.PathLike, *, workers: int | None = None, progress: bool = True) -> Manifest:
+def load_manifest(
+    root: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Manifest:
     """The manifest of ``root``, from the cache when the dataset has not changed, else by checking every file."""
     root = Path(root).resolve()
-    classes, listed = _list_files(root)
-    fp = fingerprint(classes, listed)
+    try:
+        classes, listed = _list_files(root)
+    except OSError as err:
+        raise UserError(f"cannot read {err.filename}: {err.strerror}") from None
+    fp = fingerprint(classes, listed, max_pixels)
     cache_file = Path(cache_dir) / "manifests" / f"{fp}.json"
     if cache_file.is_file():
         try:
@@ -180,7 +208,7 @@ def load_manifest(root: str | os.PathLike, cache_dir: str | os.PathLike, *, work
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable cache entry is rebuilt below
     to_check = [f for f in listed if not f.reason]
-    reasons = _check_all([str(root / f.path) for f in to_check], workers or os.cpu_count() or 1, progress)
+    reasons = _check_all([str(root / f.path) for f in to_check], workers or os.cpu_count() or 1, progress, max_pixels)
     checked = {f.path: r for f, r in zip(to_check, reasons)}
     entries = tuple(
         Entry(

@@ -10,6 +10,7 @@ from bench.config import RunConfig
 from bench.data.colour_stats import load_colour_stats
 from bench.data.manifest import Manifest, load_manifest
 from bench.data.synthetic import SyntheticSpec, ensure_synthetic
+from bench.errors import UserError
 from pipelines.spec import ColourStats
 
 WNID = re.compile(r"n\d{8}")
@@ -31,7 +32,9 @@ class Dataset:
             "classes": len(m.classes),
             "counts": m.counts(),
             "bad_count": len(bad),
-            "bad": [{"path": e.path, "reason": e.reason} for e in bad],
+            "bad": [{"split": e.split, "path": e.path, "reason": e.reason} for e in bad],
+            "empty_classes": m.empty_classes("train"),
+            "classes_missing_from_val": m.empty_classes("val"),
             "colour_stats": self.colour.source,
             "embedded": self.name == "embedded",
         }
@@ -50,7 +53,10 @@ def open_dataset(config: RunConfig) -> Dataset:
     else:
         root = Path(config.data).expanduser()
         name = root.resolve().name
-    manifest = load_manifest(root, config.cache_dir, progress=config.progress)
+    manifest = load_manifest(root, config.cache_dir, progress=config.progress, max_pixels=config.max_pixels)
+    bad = manifest.bad()
+    if config.strict and bad:
+        raise UserError(f"--strict: {len(bad)} bad file(s) in {manifest.root}; the first is {bad[0].path}: {bad[0].reason}")
     use_imagenet = config.lighting_stats == "imagenet" or (config.lighting_stats == "auto" and looks_like_imagenet(manifest))
     colour = ColourStats() if use_imagenet else load_colour_stats(manifest, config.cache_dir, progress=config.progress)
     return Dataset(name, manifest, colour)

@@ -113,7 +113,7 @@ def ensure_synthetic(spec: SyntheticSpec, cache_dir: Path, *, workers: int | Non
                 total=len(jobs),
                 desc="generating embedded dataset",
                 unit="img",
-                disable=not progress,
+                disable=None if progress else True,
             ):
                 pass
         (tmp / "DATASET.json").write_text(json.dumps({"generator": "alexnet-bench embedded", "version": GENERATOR_VERSION, **asdict(spec)}, indent=2))

@@ -1,5 +1,9 @@
 """The accuracy harness: train with the paper's recipe, then top-1/top-5 error on the
-validation split with the centre crop and with the ten-view average."""
+validation split with the centre crop and with the ten-view average.
+
+The learning-rate schedule actually taken is recorded per epoch (``curves.lr``), with the
+epochs after which it was divided by 10 (``curves.lr_drops``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from bench.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.data.source import open_dataset
 from bench.evaluate import evaluate
+from bench.modes import create_mode
 from bench.provenance import provenance
 from bench.records import new_run_id, write_record
-from bench.train import History, make_optimizer, make_scheduler, resolve_device, seed_epoch, train_epoch
+from bench.reproducibility import guarantees
+from bench.train import History, make_optimizer, make_scheduler, seed_epoch, train_epoch
 from pipelines import create_pipeline
 
 PAPER_EPOCHS = 90
@@ -23,23 +29,44 @@ def epochs_for(config: RunConfig) -> int:
     return config.epochs or PAPER_EPOCHS
 
 
-def say(config: RunConfig, message: str) -> None:
-    if config.progress:
-        print(message, flush=True)
+def run(config: RunConfig) -> Path | None:
+    """Train and evaluate as ``config`` says; returns the path of the record written (None on ranks other than 0)."""
+    mode = create_mode(config)
+    try:
+        return _run(config, mode)
+    finally:
+        mode.close()
 
 
-def run(config: RunConfig) -> Path:
-    """Train and evaluate as ``config`` says; returns the path of the record written."""
-    device = resolve_device(config.device)
-    dataset = open_dataset(config)
+def _run(config: RunConfig, mode) -> Path | None:
+    main = mode.is_main
+    progress = config.progress and main
+
+    def say(message: str) -> None:
+        if progress:
+            print(message, flush=True)
+
+    if main:  # rank 0 checks the data (or finds it in the cache); the others then read the cache
+        dataset = open_dataset(config)
+    mode.barrier()
+    if not main:
+        dataset = open_dataset(config)
     counts = dataset.manifest.counts()
-    say(config, f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
-                f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
+    say(f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
+        f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
+    for entry in dataset.manifest.bad()[:5]:
+        say(f"  left out {entry.path}: {entry.reason}")
+    if len(dataset.manifest.bad()) > 5:
+        say(f"  ... and {len(dataset.manifest.bad()) - 5} more (all listed in the record)")
+    for name in dataset.manifest.empty_classes("train"):
+        say(f"  warning: class {name} has no training images")
     spec = augment_spec(config, dataset)
-    pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device))
+    device = mode.input_device
+    options = pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=mode.per_process_batch(config.batch_size))
+    pipeline = create_pipeline(config.pipeline, spec, options)
     train_split, val_split = dataset.manifest.split("train"), dataset.manifest.split("val")
 
-    net = build_model(config, len(dataset.manifest.classes)).to(device)
+    net = mode.place(build_model(config, len(dataset.manifest.classes)))
     optimizer = make_optimizer(net, config)
     scheduler = make_scheduler(optimizer, config)
     history = History()
@@ -49,15 +76,18 @@ def run(config: RunConfig) -> Path:
     if config.resume:
         state = load_checkpoint(config.resume)
         run_id = state["run_id"]
-        net.load_state_dict(state["model"])
+        mode.load_single_state_dict(net, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = History.from_dict(state["history"])
         start_epoch = state["epoch"]
-        say(config, f"resuming {run_id} after epoch {start_epoch}")
+        say(f"resuming {run_id} after epoch {start_epoch}")
     ckpt = checkpoint_path(config.out, run_id)
-    say(config, f"run {run_id}: {config.model} ({sum(p.numel() for p in net.parameters()):,} parameters), "
-                f"pipeline {config.pipeline}, {config.mode} on {device}, {epochs} epochs; checkpoint {ckpt}")
+    described = mode.describe()
+    if described.get("emulated"):
+        say(f"note: {config.mode} is emulated here: {described.get('note', '')}")
+    say(f"run {run_id}: {config.model} ({sum(p.numel() for p in net.parameters()):,} parameters), pipeline {config.pipeline}, "
+        f"{config.mode} on {', '.join(described['devices'])} x{mode.world_size}, {epochs} epochs; checkpoint {ckpt}")
 
     train_loader = pipeline.train_loader(train_split)
     val_loader = pipeline.eval_loader(val_split)
@@ -67,10 +97,10 @@ def run(config: RunConfig) -> Path:
     centre = None
     try:
         for epoch in range(start_epoch, epochs):
-            seed_epoch(config.seed, epoch)
+            seed_epoch(config.seed, epoch, mode.rank)
             train_loader.set_epoch(epoch)
-            result = train_epoch(net, train_loader, optimizer, max_steps=config.steps_per_epoch, progress=config.progress, desc=f"epoch {epoch + 1}/{epochs}")
-            val = centre = evaluate(net, val_loader, progress=config.progress, desc="validation")
+            result = train_epoch(net, train_loader, optimizer, max_steps=config.steps_per_epoch, progress=progress, desc=f"epoch {epoch + 1}/{epochs}").summed(mode)
+            val = centre = evaluate(net, val_loader, progress=progress, desc="validation").summed(mode)
             lr_before = optimizer.param_groups[0]["lr"]
             scheduler.step(val.top1)
             if optimizer.param_groups[0]["lr"] < lr_before:
@@ -83,24 +113,25 @@ def run(config: RunConfig) -> Path:
             history.lr.append(lr_before)
             history.images_per_s.append(result.images_per_s)
             history.epoch_seconds.append(result.seconds)
-            save_checkpoint(ckpt, {
-                "run_id": run_id,
-                "epoch": epoch + 1,
-                "model": net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "history": history.to_dict(),
-                "config": config.to_dict(),
-            })
-            say(config, f"epoch {epoch + 1}/{epochs}: loss {result.loss:.4f}, train top-1 err {result.top1_err:.3f}, "
-                        f"val top-1 err {val.top1:.3f}, top-5 err {val.top5:.3f}, lr {lr_before:g}, {result.images_per_s:.1f} img/s")
+            if main:
+                save_checkpoint(ckpt, {
+                    "run_id": run_id,
+                    "epoch": epoch + 1,
+                    "model": mode.single_state_dict(net),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "history": history.to_dict(),
+                    "config": config.to_dict(),
+                })
+            say(f"epoch {epoch + 1}/{epochs}: loss {result.loss:.4f}, train top-1 err {result.top1_err:.3f}, "
+                f"val top-1 err {val.top1:.3f}, top-5 err {val.top5:.3f}, lr {lr_before:g}, {result.images_per_s:.1f} img/s")
         if centre is None:  # nothing left to train (a resumed, finished run): evaluate the weights as they are
-            centre = evaluate(net, val_loader, progress=config.progress, desc="centre crop")
+            centre = evaluate(net, val_loader, progress=progress, desc="centre crop").summed(mode)
         final = {"top1_err_centre": centre.top1, "top5_err_centre": centre.top5, "val_samples": centre.samples}
         if config.ten_crop:
-            ten = evaluate(net, pipeline.eval_loader(val_split, ten_crop=True), progress=config.progress, desc="ten views")
+            ten = evaluate(net, pipeline.eval_loader(val_split, ten_crop=True), progress=progress, desc="ten views").summed(mode)
             final.update(top1_err_10crop=ten.top1, top5_err_10crop=ten.top5)
-        say(config, "final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
+        say("final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -110,24 +141,26 @@ def run(config: RunConfig) -> Path:
     finally:
         train_loader.close()
         val_loader.close()
-        record = {
-            "run_id": run_id,
-            "harness": config.harness,
-            "status": status,
-            "started": started,
-            "finished": time.time(),
-            "config": config.to_dict(),
-            "epochs_planned": epochs,
-            "dataset": dataset.describe(),
-            "pipeline": pipeline.describe(),
-            "mode": {"name": config.mode, "device": str(device), "emulated": False},
-            "model": {"name": config.model, "parameters": sum(p.numel() for p in net.parameters())},
-            "augmentation": spec.to_dict(),
-            "curves": history.to_dict(),
-            "metrics": final,
-            "checkpoint": str(ckpt),
-            "provenance": provenance(config.seed),
-        }
-        path = write_record(config.out, record)
-        say(config, f"record: {path}")
+        path = None
+        if main:
+            path = write_record(config.out, {
+                "run_id": run_id,
+                "harness": config.harness,
+                "status": status,
+                "started": started,
+                "finished": time.time(),
+                "config": config.to_dict(),
+                "epochs_planned": epochs,
+                "dataset": dataset.describe(),
+                "pipeline": pipeline.describe(),
+                "reproducibility": guarantees(pipeline.describe(), described["devices"]),
+                "mode": {**described, "batch_per_process": options.batch_size, "global_batch": options.batch_size * mode.world_size},
+                "model": {"name": config.model, "parameters": sum(p.numel() for p in net.parameters())},
+                "augmentation": spec.to_dict(),
+                "curves": history.to_dict(),
+                "metrics": final,
+                "checkpoint": str(ckpt),
+                "provenance": provenance(config.seed),
+            })
+            say(f"record: {path}")
     return path

@@ -1,0 +1,149 @@
+"""The paper's two-GPU AlexNet (section 3.2, cuda-convnet2's ``layers-imagenet-2gpu-model.cfg``).
+
+Each tower holds half the kernels of every layer (48, 128, 192, 192, 128; fc6 and fc7
+2048 each). conv2, conv4 and conv5 read only their own tower; conv3, fc6, fc7 and fc8 read
+both, and those are the only places where activations cross between devices. fc8 (1000
+outputs) sits with tower A and reads both towers' fc7.
+
+The network computes the same function as ``model.alexnet.AlexNet`` (grouped convolutions,
+per-tower LRN): tower A is channels ``[0, C/2)`` of every layer and tower B ``[C/2, C)``.
+``split_state_dict`` and ``merge_state_dict`` convert weights between the two.
+
+Concurrency: the forward pass enqueues each layer's two halves back to back, one per device.
+CUDA kernels launch asynchronously, so with the towers on two GPUs both compute at once,
+and cross-device copies are issued non-blocking. With both towers on one device (emulation)
+the halves run one after the other.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from model.alexnet import CONV1_PADDING, initialise, make_activation
+from model.lrn import LocalResponseNorm
+
+# (single-model layer, tower layer, how its weights split): "out" halves the output
+# rows; a grouped conv's halves are simply the two groups.
+SPLIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+class Tower(nn.Module):
+    """One GPU's half of every layer but fc8."""
+
+    def __init__(self, *, activation: str, lrn: str, input_size: int, dropout: float) -> None:
+        super().__init__()
+        act = lambda: make_activation(activation)  # noqa: E731
+        self.stage1 = nn.Sequential(  # own input only
+            OrderedDict(
+                conv1=nn.Conv2d(3, 48, 11, stride=4, padding=CONV1_PADDING[input_size]),
+                act1=act(),
+                norm1=LocalResponseNorm(lrn),
+                pool1=nn.MaxPool2d(3, stride=2),
+                conv2=nn.Conv2d(48, 128, 5, padding=2),
+                act2=act(),
+                norm2=LocalResponseNorm(lrn),
+                pool2=nn.MaxPool2d(3, stride=2),
+            )
+        )
+        self.stage2 = nn.Sequential(  # reads both towers' conv2 maps
+            OrderedDict(
+                conv3=nn.Conv2d(256, 192, 3, padding=1),
+                act3=act(),
+                conv4=nn.Conv2d(192, 192, 3, padding=1),
+                act4=act(),
+                conv5=nn.Conv2d(192, 128, 3, padding=1),
+                act5=act(),
+                pool5=nn.MaxPool2d(3, stride=2),
+            )
+        )
+        self.fc6 = nn.Sequential(OrderedDict(drop6=nn.Dropout(dropout), fc6=nn.Linear(256 * 6 * 6, 2048), act6=act()))
+        self.fc7 = nn.Sequential(OrderedDict(drop7=nn.Dropout(dropout), fc7=nn.Linear(4096, 2048), act7=act()))
+
+
+class TwoTowerAlexNet(nn.Module):
+    """AlexNet split over two devices as in the paper; ``devices`` may name the same device twice (emulation)."""
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        devices: tuple[str | torch.device, str | torch.device] = ("cpu", "cpu"),
+        activation: str = "relu",
+        lrn: str = "authors",
+        input_size: int = 227,
+        dropout: float = 0.5,
+        init: str = "paper",
+    ) -> None:
+        super().__init__()
+        self.devices = (torch.device(devices[0]), torch.device(devices[1]))
+        kw = dict(activation=activation, lrn=lrn, input_size=input_size, dropout=dropout)
+        self.tower_a = Tower(**kw)
+        self.tower_b = Tower(**kw)
+        self.fc8 = nn.Linear(4096, num_classes)
+        initialise(self, init, activation=activation)
+        self.tower_a.to(self.devices[0])
+        self.tower_b.to(self.devices[1])
+        self.fc8.to(self.devices[0])
+
+    @property
+    def emulated(self) -> bool:
+        return self.devices[0] == self.devices[1]
+
+    def _both(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each tower's input made of both towers' outputs: the cross-device step."""
+        da, db = self.devices
+        return (
+            torch.cat([a, b.to(da, non_blocking=True)], dim=1),
+            torch.cat([a.to(db, non_blocking=True), b], dim=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        da, db = self.devices
+        a = self.tower_a.stage1(x.to(da, non_blocking=True))
+        b = self.tower_b.stage1(x.to(db, non_blocking=True))
+        a, b = self._both(a, b)
+        a, b = self.tower_a.stage2(a), self.tower_b.stage2(b)
+        a, b = self._both(torch.flatten(a, 1), torch.flatten(b, 1))
+        a, b = self.tower_a.fc6(a), self.tower_b.fc6(b)
+        a, b = self._both(a, b)
+        a, b = self.tower_a.fc7(a), self.tower_b.fc7(b)
+        return self.fc8(torch.cat([a, b.to(da, non_blocking=True)], dim=1))
+
+
+def _tower_key(layer: str) -> str:
+    stage = "stage1" if layer in ("conv1", "conv2") else "stage2" if layer in ("conv3", "conv4", "conv5") else layer
+    return f"{stage}.{layer}"
+
+
+def _single_key(layer: str) -> str:
+    return f"{'features' if layer.startswith('conv') else 'classifier'}.{layer}"
+
+
+def split_state_dict(single: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``model.alexnet.AlexNet`` state dict as a ``TwoTowerAlexNet`` one (tower A: the first half of every layer)."""
+    out: dict[str, torch.Tensor] = {}
+    for layer in SPLIT_LAYERS:
+        for param in ("weight", "bias"):
+            full = single[f"{_single_key(layer)}.{param}"]
+            half = full.shape[0] // 2
+            out[f"tower_a.{_tower_key(layer)}.{param}"] = full[:half].clone()
+            out[f"tower_b.{_tower_key(layer)}.{param}"] = full[half:].clone()
+    for param in ("weight", "bias"):
+        out[f"fc8.{param}"] = single[f"classifier.fc8.{param}"].clone()
+    return out
+
+
+def merge_state_dict(towers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``TwoTowerAlexNet`` state dict as a ``model.alexnet.AlexNet`` one, on the CPU."""
+    out: dict[str, torch.Tensor] = {}
+    for layer in SPLIT_LAYERS:
+        for param in ("weight", "bias"):
+            a = towers[f"tower_a.{_tower_key(layer)}.{param}"].cpu()
+            b = towers[f"tower_b.{_tower_key(layer)}.{param}"].cpu()
+            out[f"{_single_key(layer)}.{param}"] = torch.cat([a, b], dim=0)
+    for param in ("weight", "bias"):
+        out[f"classifier.fc8.{param}"] = towers[f"fc8.{param}"].cpu().clone()
+    return out

@@ -1,0 +1,46 @@
+"""Functions run inside real DDP worker processes (started by torchrun's engine) by tests/test_modes.py."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.modes.data_parallel import DataParallel
+from model.alexnet import AlexNet
+
+BATCH = 4
+
+
+def _model() -> AlexNet:
+    torch.manual_seed(0)
+    return AlexNet(num_classes=10, init="he", dropout=0.0).double()  # no dropout: the step is deterministic
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(BATCH, 3, 227, 227, generator=g, dtype=torch.float64), torch.randint(0, 10, (BATCH,), generator=g)
+
+
+def _step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss = nn.functional.cross_entropy(net(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def ddp_step_difference() -> float:
+    """One DDP step with this rank's half of the batch; the largest difference from a one-process step on the whole batch."""
+    mode = DataParallel(use_cuda=False)
+    try:
+        x, y = _batch()
+        per_rank = mode.per_process_batch(BATCH)
+        shard = slice(mode.rank * per_rank, (mode.rank + 1) * per_rank)
+        placed = mode.place(_model())
+        _step(placed, x[shard], y[shard])
+        reference = _model()
+        _step(reference, x, y)
+        got = mode.single_state_dict(placed)
+        return max((got[k] - v).abs().max().item() for k, v in reference.state_dict().items())
+    finally:
+        mode.close()
