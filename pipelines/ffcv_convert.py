@@ -154,11 +154,11 @@ class _SplitImages:
 
 @contextmanager
 def _progress_bar(desc: str, enabled: bool) -> Iterator[None]:
-    """FFCV's writer draws its own tqdm bar; give it a description and honour ``--no-progress``."""
+    """FFCV's writer draws its own tqdm bar: give it a description; shown on a terminal only (as every bar here), never when disabled."""
     import ffcv.writer
 
     original = ffcv.writer.tqdm
-    ffcv.writer.tqdm = functools.partial(original, desc=desc, unit="img", disable=not enabled, mininterval=1.0)
+    ffcv.writer.tqdm = functools.partial(original, desc=desc, unit="img", disable=None if enabled else True, mininterval=1.0)
     try:
         yield
     finally:

@@ -3,7 +3,7 @@ compiled, multithreaded loader with the paper's augmentation as FFCV operations.
 
 Per batch, on a CPU::
 
-    image: decode (libjpeg-turbo, or raw) -> Crop (random offsets | centre) | TenCrop
+    image: decode (raw copy, or libjpeg-turbo) -> Crop (random offsets | centre) | TenCrop
            -> RandomFlip -> LightingNormalize (lighting + mean/std, float32 N x 3 x H x W) -> ToTensor
     label: IntDecoder -> ToTensor -> Squeeze
 
@@ -23,8 +23,9 @@ unseedable state per thread. Here instead the order is the torchvision pipeline'
 (``ffcv_ops/draws.py``), made before the compiled kernels run. So a seed fixes every
 epoch's batches bit for bit whatever the thread count, the compiler setting or a resume
 through ``set_epoch``; a sample's draws do not depend on the batch size, the number of
-ranks or the device (on a GPU only the float arithmetic of the normalisation moves). The draws follow the torchvision pipeline's
-distributions but are not its numbers; the order and the evaluation views are the same.
+ranks or the device. The draws follow the torchvision pipeline's distributions but are not
+its numbers; the order and the evaluation views are the same (with raw storage, the same
+values bit for bit).
 
 One-off costs, reported by ``describe()["one_off_seconds"]`` and kept out of the epochs:
 ``conversion`` (writing ``.beton`` files; 0 when they were cached) and ``compile`` (building
@@ -37,7 +38,10 @@ threads are numba's, capped at ``numba.config.NUMBA_NUM_THREADS`` (the core coun
 ``workers`` = 0 means one.
 
 Batches: FFCV reuses its buffers a few batches later; the images and labels handed out here
-are fresh tensors, so a batch stays valid while later ones are loaded.
+are fresh tensors, so a batch stays valid while later ones are loaded. An epoch left early
+(``--steps-per-epoch``, an exception, a new ``iter()``) stops FFCV's loading thread within a
+batch (see ``FfcvLoader._stop``): no thread outlives its epoch, so nothing compiled is
+collected while a thread still runs it.
 """
 
 from __future__ import annotations
