@@ -20,6 +20,8 @@ MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
+FFCV_WRITE_MODES = ("raw", "jpg")
+FFCV_RESIZE_RULES = ("paper", "max-side")
 
 # The paper's recipe does not leave its flat start within a CPU's budget on the embedded data:
 # with N(0, 0.01) weights the loss stays at chance for thousands of steps, and lr 0.01 with 10
@@ -87,6 +89,13 @@ class RunConfig:
     dali_prefetch_depth: int = 2
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
+    ffcv_write_mode: str = "raw"
+    ffcv_jpeg_quality: int = 90
+    ffcv_resize_rule: str = "paper"
+    ffcv_max_side: int = 512
+    ffcv_os_cache: bool = True
+    ffcv_batches_ahead: int = 3
+    ffcv_compile: bool = True
 
     # Execution
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
@@ -154,6 +163,12 @@ class RunConfig:
         if self.harness != "throughput":
             for name in ("sweep_pipelines", "sweep_workers", "sweep_batch_sizes"):
                 need(not getattr(self, name), f"--{name.replace('_', '-')} is for --harness throughput only")
+        # FFCV pipeline options
+        need(self.ffcv_write_mode in FFCV_WRITE_MODES, f"--ffcv-write-mode {self.ffcv_write_mode!r} is not one of: {', '.join(FFCV_WRITE_MODES)}")
+        need(1 <= self.ffcv_jpeg_quality <= 100, f"--ffcv-jpeg-quality must be in [1, 100], not {self.ffcv_jpeg_quality}")
+        need(self.ffcv_resize_rule in FFCV_RESIZE_RULES, f"--ffcv-resize-rule {self.ffcv_resize_rule!r} is not one of: {', '.join(FFCV_RESIZE_RULES)}")
+        need(256 <= self.ffcv_max_side <= 16384, f"--ffcv-max-side must be in [256, 16384], not {self.ffcv_max_side}")
+        need(self.ffcv_batches_ahead >= 1, f"--ffcv-batches-ahead must be at least 1, not {self.ffcv_batches_ahead}")
 
     def sweep_axes(self) -> dict[str, list] | None:
         """The throughput sweep's axes (pipeline, workers, batch size), or None when no --sweep-* is given.

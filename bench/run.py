@@ -56,6 +56,15 @@ HELP: dict[str, str] = {
     "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth)",
 
     # FFCV pipeline options
+    "ffcv_write_mode": "how FFCV's .beton stores images: raw (uint8 pixels: exact, FFCV's default, 192 KiB an image) "
+    "or jpg (JPEG at --ffcv-jpeg-quality: about 8x smaller, lossy)",
+    "ffcv_jpeg_quality": "JPEG quality of the .beton's images (1-100; FFCV's default 90)",
+    "ffcv_resize_rule": "what the .beton stores: paper (the paper's 256x256 preprocessing, done once) or max-side "
+    "(the image as is, longer side capped at --ffcv-max-side; the 256 preprocessing then happens when loading, with OpenCV)",
+    "ffcv_max_side": "longer-side cap of stored images under --ffcv-resize-rule max-side",
+    "ffcv_os_cache": "read the .beton through the OS page cache (FFCV's default) rather than FFCV's own process cache",
+    "ffcv_batches_ahead": "batches FFCV prepares ahead of the one in use",
+    "ffcv_compile": "compile FFCV's pipeline with numba (--no-ffcv-compile runs the same pipeline interpreted: slow, for debugging)",
 
     "workers": "loader worker processes or threads",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",

@@ -53,6 +53,15 @@ register_pipeline(
         summary="NVIDIA DALI: nvJPEG decode and augmentation on the GPU (mixed), or the same graph on the CPU",
     )
 )
+register_pipeline(
+    PipelineEntry(
+        name="ffcv",
+        module="pipelines.ffcv_pipeline",
+        cls="FfcvPipeline",
+        install="apt-get install libopencv-dev libturbojpeg0-dev pkg-config, then pip install -e '.[ffcv]'",
+        summary="FFCV: .beton file (JPEG or raw), compiled multithreaded loader, the paper's augmentation as FFCV operations",
+    )
+)
 
 
 def list_pipelines() -> list[str]:
