@@ -15,7 +15,11 @@ import psutil
 import pytest
 import torch
 
+from pipelines import available_pipelines
 from tests.conftest import REPO
+
+# DALI and FFCV are held to the same rules where they are installed (their own threads, not worker processes).
+THREADED_PIPELINES = [name for name in available_pipelines() if name != "torchvision"]
 
 RUN = ("--epochs", "3", "--steps-per-epoch", "2", "--batch-size", "8", "--workers", "1", "--no-ten-crop", "--seed", "11")
 
@@ -98,6 +102,57 @@ def test_sigint_stops_cleanly_and_records_the_run_as_interrupted(small_root, cli
     assert record["status"] == "interrupted" and len(record["curves"]["epoch"]) >= 1
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"worker processes left behind: {alive}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_by_pipeline(small_root, cli_env, tmp_path_factory):
+    """The uninterrupted run of each threaded pipeline, made once per module and pipeline."""
+    runs: dict[str, dict] = {}
+
+    def run(pipeline: str) -> dict:
+        if pipeline not in runs:
+            out = tmp_path_factory.mktemp(f"straight-{pipeline}")
+            proc = subprocess.run([sys.executable, "-m", "bench.run", "--pipeline", pipeline, "--data", str(small_root), "--out", str(out),
+                                   "--no-progress", *RUN], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr
+            runs[pipeline] = final_record(out)
+        return runs[pipeline]
+
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", THREADED_PIPELINES)
+def test_threaded_pipelines_resume_after_sigkill_to_the_uninterrupted_result(pipeline, uninterrupted_by_pipeline, small_root, cli_env, tmp_path):
+    straight = uninterrupted_by_pipeline(pipeline)
+    out = tmp_path / "out"
+    proc = start(["--pipeline", pipeline, "--data", str(small_root), "--out", str(out), "--no-progress", *RUN], cli_env)
+    wait_for(lambda: checkpoint_epoch(out) >= 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    [ckpt] = (out / "checkpoints").glob("*.pt")
+    resumed = subprocess.run([sys.executable, "-m", "bench.run", "--resume", str(ckpt), "--no-progress"], cwd=REPO, env=cli_env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    record = final_record(out)
+    assert record["pipeline"]["name"] == pipeline
+    assert record["metrics"] == straight["metrics"]
+    assert without_timings(record["curves"]) == without_timings(straight["curves"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", THREADED_PIPELINES)
+def test_threaded_pipelines_stop_cleanly_on_sigint(pipeline, small_root, cli_env, tmp_path):
+    out = tmp_path / "out"
+    proc = start(["--pipeline", pipeline, "--data", str(small_root), "--out", str(out), "--workers", "2", "--epochs", "50",
+                  "--batch-size", "8", "--no-progress"], cli_env)
+    wait_for(lambda: checkpoint_epoch(out) >= 1, proc)
+    assert psutil.Process(proc.pid).num_threads() > 1, f"{pipeline}'s loading threads should be running"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)  # a thread left running would keep the process alive past this
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+    [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["status"] == "interrupted" and record["pipeline"]["name"] == pipeline
 
 
 WRITER = """
