@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.data.manifest import load_manifest
 from bench.data.synthetic import SyntheticSpec, ensure_synthetic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +24,12 @@ def cache_dir(tmp_path_factory) -> Path:
 def small_root(cache_dir) -> Path:
     """A read-only-by-convention ImageFolder dataset of 4 classes (48 train, 16 val JPEGs)."""
     return ensure_synthetic(SMALL, cache_dir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def manifest(small_root, tmp_path_factory):
+    """The small dataset's manifest, scanned once per test session (treat it as read-only)."""
+    return load_manifest(small_root, tmp_path_factory.mktemp("manifest"), progress=False)
 
 
 @pytest.fixture

@@ -31,11 +31,6 @@ INSTALL = "pip install -e '.[dali]'"
 IDENTITY = ColourStats(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # outputs are pixel / 255
 
 
-@pytest.fixture(scope="module")
-def manifest(small_root, tmp_path_factory):
-    return load_manifest(small_root, tmp_path_factory.mktemp("m"), progress=False)
-
-
 def make(spec=None, name="dali", **options):
     return create_pipeline(name, spec or AugmentSpec(), PipelineOptions(**{"batch_size": 8, "workers": 2, **options}))
 

@@ -29,11 +29,6 @@ from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def manifest(small_root, tmp_path_factory):
-    return load_manifest(small_root, tmp_path_factory.mktemp("manifest"), progress=False)
-
-
-@pytest.fixture(scope="module")
 def beton_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("betons")
 

@@ -31,7 +31,6 @@ except (ImportError, OSError) as err:  # FFCV or its system libraries are missin
     pytest.skip(f"FFCV is not available: {err}", allow_module_level=True)
 
 from bench.config import RunConfig
-from bench.data.manifest import load_manifest
 from bench.errors import UserError
 from pipelines import AugmentSpec, PipelineOptions, Split, create_pipeline, pipeline_class
 from pipelines.spec import ColourStats
@@ -40,11 +39,6 @@ from tests.conftest import REPO
 
 NO_AUGMENTATION = AugmentSpec().without_augmentation()
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.fixture(scope="module")
-def manifest(small_root, tmp_path_factory):
-    return load_manifest(small_root, tmp_path_factory.mktemp("manifest"), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,21 @@ def without_timings(curves: dict) -> dict:
     return {k: v for k, v in curves.items() if k not in ("images_per_s", "epoch_seconds")}
 
 
+def kill_then_resume(args: list[str], kill_after_epoch: int, env: dict) -> dict:
+    """Start a run (``args`` name its ``--out``), SIGKILL it once its checkpoint reaches
+    ``kill_after_epoch``, resume it from that checkpoint, and return its final record."""
+    out = Path(args[args.index("--out") + 1])
+    proc = start(args, env)
+    wait_for(lambda: checkpoint_epoch(out) >= kill_after_epoch, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    [ckpt] = (out / "checkpoints").glob("*.pt")
+    resumed = subprocess.run([sys.executable, "-m", "bench.run", "--resume", str(ckpt), "--no-progress"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    return final_record(out)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(small_root, cli_env, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("straight")
@@ -70,16 +85,7 @@ def uninterrupted(small_root, cli_env, tmp_path_factory) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_epoch", [1, 2])
 def test_sigkill_then_resume_matches_the_uninterrupted_run(kill_after_epoch, uninterrupted, small_root, cli_env, tmp_path):
-    out = tmp_path / "out"
-    proc = start(["--data", str(small_root), "--out", str(out), "--no-progress", *RUN], cli_env)
-    wait_for(lambda: checkpoint_epoch(out) >= kill_after_epoch, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    [ckpt] = (out / "checkpoints").glob("*.pt")
-    resumed = subprocess.run([sys.executable, "-m", "bench.run", "--resume", str(ckpt), "--no-progress"], cwd=REPO, env=cli_env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    record = final_record(out)
+    record = kill_then_resume(["--data", str(small_root), "--out", str(tmp_path / "out"), "--no-progress", *RUN], kill_after_epoch, cli_env)
     assert record["metrics"] == uninterrupted["metrics"]
     assert without_timings(record["curves"]) == without_timings(uninterrupted["curves"])
     a = torch.load(record["checkpoint"], weights_only=True)["model"]
@@ -125,16 +131,7 @@ def uninterrupted_by_pipeline(small_root, cli_env, tmp_path_factory):
 @pytest.mark.parametrize("pipeline", THREADED_PIPELINES)
 def test_threaded_pipelines_resume_after_sigkill_to_the_uninterrupted_result(pipeline, uninterrupted_by_pipeline, small_root, cli_env, tmp_path):
     straight = uninterrupted_by_pipeline(pipeline)
-    out = tmp_path / "out"
-    proc = start(["--pipeline", pipeline, "--data", str(small_root), "--out", str(out), "--no-progress", *RUN], cli_env)
-    wait_for(lambda: checkpoint_epoch(out) >= 1, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    [ckpt] = (out / "checkpoints").glob("*.pt")
-    resumed = subprocess.run([sys.executable, "-m", "bench.run", "--resume", str(ckpt), "--no-progress"], cwd=REPO, env=cli_env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    record = final_record(out)
+    record = kill_then_resume(["--pipeline", pipeline, "--data", str(small_root), "--out", str(tmp_path / "out"), "--no-progress", *RUN], 1, cli_env)
     assert record["pipeline"]["name"] == pipeline
     assert record["metrics"] == straight["metrics"]
     assert without_timings(record["curves"]) == without_timings(straight["curves"])

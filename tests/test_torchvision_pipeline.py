@@ -7,15 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.data.manifest import load_manifest
 from pipelines import AugmentSpec, PipelineOptions, create_pipeline, list_pipelines, pipeline_class
 from pipelines.spec import ColourStats
 from pipelines.torchvision_pipeline import PaperTransform, SeededSampler, load_rgb, preprocess
-
-
-@pytest.fixture(scope="module")
-def manifest(small_root, tmp_path_factory):
-    return load_manifest(small_root, tmp_path_factory.mktemp("m"), progress=False)
 
 
 def make(spec=None, **options):
