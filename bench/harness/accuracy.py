@@ -47,14 +47,17 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     if not main:
         dataset = open_dataset(config)
     counts = dataset.manifest.counts()
-    say(f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
-        f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
+    def tell(message: str) -> None:
+        console.notice(main, message)
+
+    tell(f"data: {dataset.name} at {dataset.manifest.root}: {counts['train']['ok']} train, {counts['val']['ok']} val images, "
+         f"{len(dataset.manifest.classes)} classes, {len(dataset.manifest.bad())} bad file(s) left out")
     for entry in dataset.manifest.bad()[:5]:
-        say(f"  left out {entry.path}: {entry.reason}")
+        tell(f"  left out {entry.path}: {entry.reason}")
     if len(dataset.manifest.bad()) > 5:
-        say(f"  ... and {len(dataset.manifest.bad()) - 5} more (all listed in the record)")
+        tell(f"  ... and {len(dataset.manifest.bad()) - 5} more (all listed in the record)")
     for name in dataset.manifest.empty_classes("train"):
-        say(f"  warning: class {name} has no training images")
+        tell(f"  warning: class {name} has no training images")
     spec = augment_spec(config, dataset)
     device = mode.input_device
     options = pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=mode.per_process_batch(config.batch_size))
@@ -79,8 +82,6 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
         say(f"resuming {run_id} after epoch {start_epoch}")
     ckpt = checkpoint_path(config.out, run_id)
     described = mode.describe()
-    if described.get("emulated"):
-        say(f"note: {config.mode} is emulated here: {described.get('note', '')}")
     say(f"run {run_id}: {config.model} ({sum(p.numel() for p in net.parameters()):,} parameters), pipeline {config.pipeline}, "
         f"{config.mode} on {', '.join(described['devices'])} x{mode.world_size}, {epochs} epochs; checkpoint {ckpt}")
 

@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 
 from bench.config import RunConfig
+from bench.console import notice
 from bench.errors import UserError
 from bench.modes import Mode, create_mode
 from bench.train import resolve_device
@@ -75,6 +76,9 @@ def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | list[Path] | None
         from bench.harness import accuracy as harness
     mode = create_mode(config)
     try:
+        described = mode.describe()
+        if described.get("emulated"):
+            notice(mode.is_main, f"note: {config.mode} is emulated here: {described.get('note', '')}")
         return harness.run(for_this_process(config, mode), mode)
     finally:
         mode.close()
