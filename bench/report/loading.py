@@ -37,7 +37,7 @@ class Results:
     relu_tanh_curves: pd.DataFrame
     skipped: pd.DataFrame  # file, reason
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> the record as read
-    suite: dict[str, Any] | None = None  # suite.json, when the directory is a suite's
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder (relative) -> its suite.json, for each suite's results found
 
     @property
     def empty(self) -> bool:
@@ -211,8 +211,8 @@ ROWS: dict[str, Callable[[dict, str], dict[str, Any]]] = {"throughput": throughp
 
 
 def record_files(results: Path) -> list[Path]:
-    """Every ``*.json`` under ``results``, recursively, in a stable order (``suite.json`` apart)."""
-    return sorted(p for p in results.rglob("*.json") if p.is_file() and not (p.name == SUITE_FILE and p.parent == results))
+    """Every ``*.json`` under ``results``, recursively, in a stable order (the suites' ``suite.json`` apart)."""
+    return sorted(p for p in results.rglob("*.json") if p.is_file() and p.name != SUITE_FILE)
 
 
 def load_results(results: str | Path) -> Results:
@@ -241,12 +241,12 @@ def load_results(results: str | Path) -> Results:
         environment.append(env)
         (accuracy_curves if harness == "accuracy" else relu_tanh_curves).extend(curves)
         records[record["run_id"]] = {**record, "_file": file}
-    suite = None
-    if (root / SUITE_FILE).is_file():
+    suites = {}
+    for path in sorted(root.rglob(SUITE_FILE)):
         try:
-            suite = json.loads((root / SUITE_FILE).read_text())
+            suites[str(path.parent.relative_to(root))] = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            skipped.append({"file": SUITE_FILE, "reason": f"not readable JSON ({err})"})
+            skipped.append({"file": str(path.relative_to(root)), "reason": f"not readable JSON ({err})"})
     return Results(
         root=root,
         throughput=_frame(rows["throughput"]),
@@ -257,7 +257,7 @@ def load_results(results: str | Path) -> Results:
         relu_tanh_curves=pd.DataFrame(relu_tanh_curves),
         skipped=pd.DataFrame(skipped, columns=["file", "reason"]),
         records=records,
-        suite=suite,
+        suites=suites,
     )
 
 

@@ -27,9 +27,10 @@ def overview(results: Results) -> Section:
         f"({', '.join(f'{n} {h}' for h, n in counts.items())}) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, by `python -m bench.report`. "
         f"Hardware: {'; '.join(keys) or 'none'}. Figures are compared only within one hardware key: each section has one part per key.",
     ]
-    if results.suite is not None and results.suite.get("smoke"):
-        blocks.append("**Smoke run**: these records come from `python -m bench.suite --smoke`, at toy sizes to check the machinery. "
-                      "Their figures measure nothing; do not quote them.")
+    smoke = [folder for folder, suite in results.suites.items() if suite.get("smoke")]
+    if smoke:
+        blocks.append(f"**Smoke run**: the records in {', '.join(f'`{f}`' for f in smoke)} come from `python -m bench.suite --smoke`, at toy sizes "
+                      "to check the machinery. Their figures measure nothing; do not quote them.")
     if not results.skipped.empty:
         blocks.append(f"**{len(results.skipped)} file(s) could not be read** and are left out: see 'Records not read' at the end.")
     if any(results.environment["hardware_key"].str.startswith("CPU only")) if not results.environment.empty else False:
