@@ -3,8 +3,6 @@ this interpreter) against real records (tests/report_records.py) without a cell 
 
 from __future__ import annotations
 
-import os
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -23,7 +21,6 @@ def test_every_notebook_is_there_and_committed_without_outputs():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, f"{name}: a cell has outputs; clear them before committing"
-                assert "bench.report" in "".join(c.source for c in nb.cells)
 
 
 def test_notebooks_read_records_through_the_reports_loading_code():
@@ -37,10 +34,10 @@ def test_notebooks_read_records_through_the_reports_loading_code():
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_headless_against_real_records(name, report_results, monkeypatch):
     monkeypatch.setenv("ALEXNET_BENCH_RESULTS", str(report_results))
-    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    # kernel "python3": jupyter_client starts it with this interpreter (sys.executable); a cell error raises CellExecutionError
+    # kernel "python3": jupyter_client starts it with this interpreter (sys.executable), in notebooks/, where the first cell makes
+    # this checkout importable as a clean clone would be; a cell error raises CellExecutionError
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -104,7 +104,8 @@ def test_throughput_csv_and_markdown_hold_the_records_figures(built):
     figures = {p.name for p in (out / "figures").glob("*.png")}
     sweep_slug = re.sub(r"[^a-z0-9]+", "-", sweeps.pop())
     assert any(name.startswith(f"sweep-{sweep_slug}-workers") for name in figures)
-    assert any(name.startswith(f"sweep-{sweep_slug}-batch_size") for name in figures)
+    # over batch size only one point was measured (the other failed): no line to draw
+    assert not any(name.startswith(f"sweep-{sweep_slug}-batch_size") for name in figures)
 
 
 @pytest.mark.slow
@@ -139,8 +140,10 @@ def test_accuracy_beside_the_published_figures_and_marked_not_imagenet(built):
     assert f"{record['dataset']['classes']} classes (not ImageNet" in line
     assert "**Not ImageNet.**" in markdown
     published = csv(out, "accuracy-published")
-    assert published[["top1_err", "top5_err"]].values.tolist() == pytest.approx([[0.375, 0.170], [0.390, 0.183], [0.407, 0.182], [0.381, 0.164],
-                                                                                  [0.429, 0.198], [0.43478, 0.20934]])
+    assert published["top1_err"].tolist() == pytest.approx([0.375, 0.390, 0.407, 0.381, 0.429, 0.43478])
+    assert published["top5_err"].tolist() == pytest.approx([0.170, 0.183, 0.182, 0.164, 0.198, 0.20934])
+    for _, row in published.iterrows():
+        assert re.search(rf"\| {100 * row['top1_err']:.2f} +\| {100 * row['top5_err']:.2f} +\|", markdown)
     schedule = [pd.read_csv(p) for p in (out / "tables").glob("accuracy-schedule-*.csv")]
     [schedule] = schedule
     assert schedule["lr"].tolist() == pytest.approx(record["curves"]["lr"])

@@ -63,7 +63,7 @@ def throughput_bars(rows: pd.DataFrame) -> Figure:
     ax.set_xticks(x, [point_label(r) for _, r in done.iterrows()], fontsize=7)
     ax.set_yscale("log")  # the rates span orders of magnitude (a CPU trains at a few images/s and decodes at hundreds)
     ax.set_ylabel("images/s (median, log scale; bars: quartiles)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncols=len(PHASE_BARS), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     label(fig, "Throughput per pipeline and mode", rows)
     return fig
 
@@ -71,7 +71,7 @@ def throughput_bars(rows: pd.DataFrame) -> Figure:
 def sweep_lines(rows: pd.DataFrame, axis: str) -> Figure:
     """A sweep's end-to-end (solid) and loader-only (dashed) medians over ``axis`` ('workers' or 'batch_size'), one line per other setting."""
     other = "batch_size" if axis == "workers" else "workers"
-    fig = new_figure(7.0, 4.4)
+    fig = new_figure(10.0, 4.4)
     ax = fig.add_subplot()
     done = rows[rows["status"] == "complete"]
     for (pipeline, mode, fixed), line in done.groupby(["pipeline", "mode_label", other], sort=True):
@@ -80,8 +80,10 @@ def sweep_lines(rows: pd.DataFrame, axis: str) -> Figure:
         drawn = ax.plot(line[axis], line["end_to_end_median"], marker="o", label=f"{name}: end-to-end")
         ax.plot(line[axis], line["loader_only_median"], marker="s", linestyle="--", color=drawn[0].get_color(), label=f"{name}: loader-only")
     ax.set_xlabel("loader workers" if axis == "workers" else "batch size (images)")
-    ax.set_ylabel("images/s (median)")
-    ax.legend(fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("images/s (median, log scale)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     label(fig, f"Throughput sweep over {'workers' if axis == 'workers' else 'batch size'}", rows)
     return fig
 

@@ -56,7 +56,7 @@ def throughput(results: Results) -> list[Section]:
                                          plots.throughput_bars(rows)))
         for sweep_id, sweep in rows[rows["sweep_id"].notna()].groupby("sweep_id", sort=False):
             for axis in ("workers", "batch_size"):
-                if sweep[axis].nunique() > 1:
+                if sweep.loc[sweep["status"] == "complete", axis].nunique() > 1:  # a line needs two measured points
                     section.blocks.append(figure(f"sweep-{slug(sweep_id)}-{axis}-{slug(key)}",
                                                  f"Sweep {sweep_id} over {axis.replace('_', ' ')}, {key}.", plots.sweep_lines(sweep, axis)))
         sections.append(section)
@@ -74,7 +74,7 @@ def relu_tanh(results: Results) -> list[Section]:
         if bad is not None:
             section.blocks.append(bad)
         for _, row in rows.iterrows():
-            if (results.relu_tanh_curves.get("run_id", pd.Series(dtype=str)) == row["run_id"]).any():
+            if not results.relu_tanh_curves.empty and (results.relu_tanh_curves["run_id"] == row["run_id"]).any():
                 section.blocks.append(figure(f"relu-tanh-{slug(row['run_id'])}", f"Run {row['run_id']}, {key}: training error against iterations and seconds.",
                                              plots.relu_tanh_curves(row, results.relu_tanh_curves)))
         sections.append(section)

@@ -85,6 +85,8 @@ def throughput(rows: pd.DataFrame, key: str) -> Table:
         "loader / CPU ceiling": rows["loader_share_cpu"].map(number),
         "loader / nvJPEG ceiling": rows["loader_share_nvjpeg"].map(number),
         "bound by": rows["bound_by"].fillna("-"),
+        # near 100 with little of it this run's: the figures were taken on a busy machine
+        "machine CPU busy, end-to-end (%)": rows["machine_cpu_percent"].map(lambda v: number(v, ".0f")),
         **{f"one-off: {c.removeprefix('one_off_').removesuffix('_s')} (s)": rows[c].map(lambda v: number(v, ".2f")) for c in one_off},
         "run": rows["run_id"],
     })
@@ -125,8 +127,8 @@ def relu_tanh(rows: pd.DataFrame, key: str) -> Table:
         "mode": rows["mode_label"],
         "target": rows["target_error"].map(lambda v: number(v, ".0%")),
         "lr ReLU / tanh": [f"{number(r['relu_lr'], 'g')} / {number(r['tanh_lr'], 'g')}" for _, r in rows.iterrows()],
-        "ReLU: iterations": [reached(r, "relu", "iterations_to_target", "d") for _, r in rows.iterrows()],
-        "tanh: iterations": [reached(r, "tanh", "iterations_to_target", "d") for _, r in rows.iterrows()],
+        "ReLU: iterations": [reached(r, "relu", "iterations_to_target", ".0f") for _, r in rows.iterrows()],
+        "tanh: iterations": [reached(r, "tanh", "iterations_to_target", ".0f") for _, r in rows.iterrows()],
         "ReLU: seconds": [reached(r, "relu", "seconds_to_target", ".1f", why=False) for _, r in rows.iterrows()],
         "tanh: seconds": [reached(r, "tanh", "seconds_to_target", ".1f", why=False) for _, r in rows.iterrows()],
         "tanh / ReLU, iterations (measured)": [number(r["ratio_iterations"], ".2f") if not missing(r["ratio_iterations"]) else str(r["ratio_reason"])
