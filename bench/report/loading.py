@@ -137,7 +137,7 @@ def throughput_row(record: dict, file: str) -> dict[str, Any]:
     for what, seconds in (one_off.get("harness") or {}).items():
         row[f"one_off_{what}"] = seconds
     for what, seconds in (one_off.get("pipeline") or {}).items():  # e.g. FFCV's conversion and compilation, DALI's build
-        row[f"one_off_{record['pipeline']['name']}_{what}_s"] = seconds
+        row[f"one_off_{record['pipeline']['name']}_{what.removesuffix('_s')}_s"] = seconds
     return row
 
 
