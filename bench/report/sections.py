@@ -29,7 +29,8 @@ def overview(results: Results) -> Section:
     ]
     smoke = [folder for folder, suite in results.suites.items() if suite.get("smoke")]
     if smoke:
-        blocks.append(f"**Smoke run**: the records in {', '.join(f'`{f}`' for f in smoke)} come from `python -m bench.suite --smoke`, at toy sizes "
+        where = ", ".join("this results folder" if f == "." else f"`{f}`" for f in smoke)
+        blocks.append(f"**Smoke run**: the records in {where} come from `python -m bench.suite --smoke`, at toy sizes "
                       "to check the machinery. Their figures measure nothing; do not quote them.")
     if not results.skipped.empty:
         blocks.append(f"**{len(results.skipped)} file(s) could not be read** and are left out: see 'Records not read' at the end.")
