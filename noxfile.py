@@ -50,9 +50,28 @@ def install_project(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".[{','.join(wanted)}]")
 
 
+BROWSER_APT_PACKAGES = ("chromium", "chromium-driver")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def ensure_browser(session: nox.Session) -> None:
+    """Debian's chromium and chromedriver, for the test that opens the HTML report (skipped without them)."""
+    if os.path.exists(CHROMEDRIVER) and shutil.which("chromium"):
+        return
+    command = "apt-get install -y --no-install-recommends " + " ".join(BROWSER_APT_PACKAGES)
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.warn(f"the HTML report's browser test needs chromium; install it with: sudo {command}  (that test is skipped without it)")
+        return
+    session.log("installing chromium and chromedriver with apt-get")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(*command.split(), external=True, env=env)
+
+
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Install everything and run the test suite (pass pytest arguments after --)."""
+    ensure_browser(session)
     install_project(session, "test")
     session.run("pytest", *session.posargs)
 

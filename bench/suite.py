@@ -7,7 +7,7 @@ directory (a crash in one loader cannot take the other parts down):
 2. relu-tanh: the paper's Figure 1 on the CIFAR-sized embedded data;
 3. a short accuracy run (two short epochs, centre crop and ten views);
 
-then the report (``python -m bench.report``), when this checkout has it. The settings are
+then the report (``python -m bench.report``) into ``reports/`` (``<out>/report`` for ``--smoke``). The settings are
 sized to finish well within 30 minutes on a 2-core CPU with three pipelines in three modes;
 ``--smoke`` runs every part at toy sizes (seconds each) to check the machinery. A part that
 fails is reported and the others still run; the exit status is 1 if any failed.
@@ -63,11 +63,17 @@ def launcher(mode: str) -> list[str]:
     return [sys.executable, "-m", "bench.run"]
 
 
-def report_command(results: Path) -> list[str] | None:
+def report_dir(results: Path, *, smoke: bool) -> Path:
+    """Where the report goes: ``reports/`` (the committed reference report's folder), or beside the
+    records for a smoke run, whose toy figures must never replace it."""
+    return results / "report" if smoke else Path("reports").resolve()
+
+
+def report_command(results: Path, out: Path) -> list[str] | None:
     """The report's command, or None while this checkout has no ``bench.report``."""
     if importlib.util.find_spec("bench.report") is None:
         return None
-    return [sys.executable, "-m", "bench.report", "--results", str(results)]
+    return [sys.executable, "-m", "bench.report", "--results", str(results), "--out", str(out)]
 
 
 def plan(results: Path, *, smoke: bool, cache_dir: str | None, progress: bool) -> list[tuple[str, list[str]]]:
@@ -106,12 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary.append({"part": name, "command": command, "exit_code": code, "seconds": time.perf_counter() - start})
         if code != 0:
             print(f"[{i}/{len(parts)}] {name} failed (exit {code}); going on", flush=True)
-    report = report_command(results)
+    # written before the report too, so that it can say the figures are a smoke run's
+    atomic_write_json(results / "suite.json", {"parts": summary, "report": "building", "seconds": time.perf_counter() - suite_start, "smoke": args.smoke})
+    out = report_dir(results, smoke=args.smoke)
+    report = report_command(results, out)
     report_status = "not built: this checkout has no bench.report yet"
     if report is not None:
         print(f"\n[report] {' '.join(report)}", flush=True)
         code = subprocess.run(report).returncode
-        report_status = f"built: {results}" if code == 0 else f"failed (exit {code})"
+        report_status = f"built: {out / 'REPORT.md'} and {out / 'report.html'}" if code == 0 else f"failed (exit {code})"
     total = time.perf_counter() - suite_start
     atomic_write_json(results / "suite.json", {"parts": summary, "report": report_status, "seconds": total, "smoke": args.smoke})
     print(f"\n{PROG}: done in {total / 60:.1f} min", flush=True)

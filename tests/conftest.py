@@ -47,3 +47,11 @@ def cli_env(cache_dir) -> dict[str, str]:
     env["ALEXNET_BENCH_CACHE"] = str(cache_dir)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture(scope="session")
+def report_results(tmp_path_factory, small_root, cache_dir) -> Path:
+    """A results directory of real records of every harness at tiny sizes (tests/report_records.py), made once per session; read-only by convention."""
+    from tests.report_records import make_results
+
+    return make_results(tmp_path_factory.mktemp("report-results"), small_root, cache_dir)

@@ -37,4 +37,8 @@ def test_a_smoke_run_writes_every_record_in_one_place(cli_env, tmp_path):
     summary = json.loads((results / "suite.json").read_text())
     assert [p["part"] for p in summary["parts"]] == [name for name, _ in parts] and summary["smoke"] is True
     assert all(p["exit_code"] == 0 for p in summary["parts"])
-    assert f"records: {len(parts)} in {results / 'records'}" in out.stdout and "report: " in out.stdout
+    assert f"records: {len(parts)} in {results / 'records'}" in out.stdout
+    report = results / "report"  # a smoke run's report stays beside its records, never in reports/
+    assert summary["report"] == f"built: {report / 'REPORT.md'} and {report / 'report.html'}"
+    assert f"report: {summary['report']}" in out.stdout
+    assert "**Smoke run**" in (report / "REPORT.md").read_text() and (report / "report.html").is_file()

@@ -1,0 +1,217 @@
+"""The report's tables, built from :mod:`bench.report.loading`'s frames.
+
+Every function takes the rows of one hardware key (the caller groups by
+``hardware_key``; nothing here puts two machines in one table) and returns a
+:class:`~bench.report.document.Table`: ``shown`` with readable, formatted columns, ``data``
+with the record's own numbers for the CSV.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import pandas as pd
+
+from bench.report import reference
+from bench.report.document import Table, slug
+
+PROVENANCE = ["hardware_key", "software"]
+
+
+def by_hardware(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(hardware key, its rows), keys in order of first appearance."""
+    if frame.empty:
+        return
+    for key in frame["hardware_key"].drop_duplicates():
+        yield key, frame[frame["hardware_key"] == key]
+
+
+def provenance_caption(rows: pd.DataFrame) -> str:
+    """'Hardware: <key>. Software: <versions and commit>' for rows of one hardware key."""
+    keys = rows["hardware_key"].drop_duplicates().tolist()
+    if len(keys) != 1:
+        raise ValueError(f"one table, one hardware key: got {keys}")  # the callers group by hardware_key
+    software = rows["software"].drop_duplicates().tolist()
+    return f"Hardware: {keys[0]}. Software: {' | '.join(software)}."
+
+
+def missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def rate(row: pd.Series, prefix: str) -> str:
+    """'median [q1-q3]' in images/s, or '-' when not measured."""
+    median = row.get(f"{prefix}_median")
+    if missing(median):
+        return "-"
+    return f"{median:.1f} [{row[f'{prefix}_q1']:.1f}-{row[f'{prefix}_q3']:.1f}]"
+
+
+def number(value: Any, spec: str = ".3f") -> str:
+    return "-" if missing(value) else format(value, spec)
+
+
+def percent(value: Any) -> str:
+    return "-" if missing(value) else f"{100 * value:.2f}"
+
+
+def one_off_columns(rows: pd.DataFrame) -> list[str]:
+    return sorted(c for c in rows.columns if c.startswith("one_off_") and rows[c].notna().any())
+
+
+def with_software(shown: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add a per-row software column when the rows do not all share one (the caption then cannot say it)."""
+    if rows["software"].nunique() > 1:
+        shown.insert(len(shown.columns), "software", rows["software"].to_numpy())
+    return shown
+
+
+def throughput(rows: pd.DataFrame, key: str) -> Table:
+    """Per pipeline and mode (and batch size, workers): the ceilings, the three rates, stall fraction, shares, one-off costs."""
+    one_off = one_off_columns(rows)
+    shown = pd.DataFrame({
+        "pipeline": rows["pipeline"],
+        "mode": rows["mode_label"],
+        "batch": rows["batch_size"],
+        "workers": rows["workers"],
+        "status": rows["status"],
+        "decode ceiling, CPU (img/s)": [f"{rate(r, 'ceiling_cpu')} {r['ceiling_cpu_decoder']}" if not missing(r["ceiling_cpu_median"]) else "-" for _, r in rows.iterrows()],
+        "decode ceiling, nvJPEG (img/s)": [rate(r, "ceiling_nvjpeg") if not missing(r["ceiling_nvjpeg_median"]) else (f"not measured ({r['ceiling_nvjpeg_skipped']})" if r["ceiling_nvjpeg_skipped"] else "-") for _, r in rows.iterrows()],
+        "loader-only (img/s)": [rate(r, "loader_only") for _, r in rows.iterrows()],
+        "end-to-end (img/s)": [rate(r, "end_to_end") for _, r in rows.iterrows()],
+        "model-only ceiling (img/s)": [rate(r, "model_only") for _, r in rows.iterrows()],
+        "stall fraction": rows["stall_fraction"].map(number),
+        "loader / CPU ceiling": rows["loader_share_cpu"].map(number),
+        "loader / nvJPEG ceiling": rows["loader_share_nvjpeg"].map(number),
+        "bound by": rows["bound_by"].fillna("-"),
+        # near 100 with little of it this run's: the figures were taken on a busy machine
+        "machine CPU busy, end-to-end (%)": rows["machine_cpu_percent"].map(lambda v: number(v, ".0f")),
+        **{f"one-off: {c.removeprefix('one_off_').removesuffix('_s')} (s)": rows[c].map(lambda v: number(v, ".2f")) for c in one_off},
+        "run": rows["run_id"],
+    })
+    data_columns = ["run_id", "status", "pipeline", "mode", "mode_label", "emulated", "world_size", "devices", "batch_size", "workers", "model", "dataset",
+                    *[c for c in rows.columns if c.startswith(("ceiling_", "loader_only_", "end_to_end_", "model_only_"))],
+                    "stall_fraction", "loader_share_cpu", "loader_share_nvjpeg", "bound_by", "machine_cpu_percent", *one_off, "sweep_id", "sweep_index", "error", *PROVENANCE]
+    caption = (f"Throughput, images/s: median [first-third quartile] of the timed repeats, warm-up excluded. Stall fraction = 1 - end-to-end / model-only; "
+               f"'loader / ceiling' = loader-only / decode ceiling. One-off costs are kept out of every rate. {provenance_caption(rows)}")
+    return Table(f"throughput-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), rows[data_columns].reset_index(drop=True))
+
+
+def failed(rows: pd.DataFrame, key: str, harness: str) -> Table | None:
+    """Points that did not complete, with their error (None when every one did)."""
+    bad = rows[rows["status"] != "complete"]
+    if bad.empty:
+        return None
+    columns = [c for c in ("run_id", "status", "pipeline", "mode_label", "batch_size", "workers", "model", "error") if c in bad.columns]
+    shown = bad[columns].rename(columns={"run_id": "run", "mode_label": "mode", "batch_size": "batch"}).fillna("-").reset_index(drop=True)
+    return Table(f"{harness}-failed-{slug(key)}", f"{harness} runs that did not complete, with their error. {provenance_caption(bad)}",
+                 with_software(shown, bad), bad[[*columns, *PROVENANCE]].reset_index(drop=True))
+
+
+def reached(row: pd.Series, activation: str, field: str, spec: str, *, why: bool = True) -> str:
+    """The figure, or 'not reached' with the record's reason (``why``) instead of a number."""
+    value = row[f"{activation}_{field}"]
+    if missing(value):
+        return f"not reached: {row[f'{activation}_reason'] or row.get('error') or 'no figure'}" if why else "not reached"
+    return format(value, spec)
+
+
+def relu_tanh(rows: pd.DataFrame, key: str) -> Table:
+    """Per run: the chosen rates, iterations/seconds to the target for each activation, the ratio beside the paper's six."""
+    shown = pd.DataFrame({
+        "run": rows["run_id"],
+        "status": rows["status"],
+        "model": rows["model"],
+        "data": rows["dataset"],
+        "mode": rows["mode_label"],
+        "target": rows["target_error"].map(lambda v: number(v, ".0%")),
+        "lr ReLU / tanh": [f"{number(r['relu_lr'], 'g')} / {number(r['tanh_lr'], 'g')}" for _, r in rows.iterrows()],
+        "ReLU: iterations": [reached(r, "relu", "iterations_to_target", ".0f") for _, r in rows.iterrows()],
+        "tanh: iterations": [reached(r, "tanh", "iterations_to_target", ".0f") for _, r in rows.iterrows()],
+        "ReLU: seconds": [reached(r, "relu", "seconds_to_target", ".1f", why=False) for _, r in rows.iterrows()],
+        "tanh: seconds": [reached(r, "tanh", "seconds_to_target", ".1f", why=False) for _, r in rows.iterrows()],
+        "tanh / ReLU, iterations (measured)": [number(r["ratio_iterations"], ".2f") if not missing(r["ratio_iterations"]) else str(r["ratio_reason"])
+                                                for _, r in rows.iterrows()],
+        "tanh / ReLU, seconds (measured)": rows["ratio_seconds"].map(lambda v: number(v, ".2f")),
+        "paper (iterations)": f"about {reference.RELU_TANH_RATIO:g}",
+    })
+    data_columns = ["run_id", "status", "model", "dataset", "dataset_embedded", "mode", "mode_label", "emulated", "target_error", "batch_size", "iterations_per_epoch",
+                    "budget_epochs", *[c for c in rows.columns if c.startswith(("relu_", "tanh_"))], "ratio_iterations", "ratio_epochs", "ratio_seconds",
+                    "ratio_reason", "error", *PROVENANCE]
+    data = rows[data_columns].assign(paper_ratio_iterations=reference.RELU_TANH_RATIO).reset_index(drop=True)
+    caption = (f"ReLU vs tanh: iterations and training seconds to the target training error, each activation with its own learning rate; "
+               f"the paper's Figure 1 reports about {reference.RELU_TANH_RATIO:g} times fewer iterations with ReLU on CIFAR-10. {provenance_caption(rows)}")
+    return Table(f"relu-tanh-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), data)
+
+
+def published_accuracy() -> Table:
+    frame = reference.accuracy_frame()
+    shown = pd.DataFrame({"source": frame["source"], "network": frame["network"], "data": frame["dataset"], "views": frame["views"],
+                          "top-1 err (%)": frame["top1_err"].map(percent), "top-5 err (%)": frame["top5_err"].map(percent), "where": frame["where"]})
+    caption = (f"Published error rates on ImageNet (1000 classes), none measured here: the paper's on {reference.PAPER_HARDWARE}, "
+               f"Caffe's and torchvision's on their authors' machines.")
+    return Table("accuracy-published", caption, shown, frame)
+
+
+def dataset_words(row: pd.Series) -> str:
+    """What a run's data is, in words, so nobody reads an embedded-data figure as an ImageNet one."""
+    classes = row["classes"]
+    top5 = "; top-5 error is 0 by construction with 5 classes or fewer" if classes and classes <= 5 else ""
+    if row["dataset_embedded"]:
+        return (f"{row['dataset']}: generated ImageNet-like images, {classes} classes (not ImageNet; chance top-1 error "
+                f"{percent(1 - 1 / classes)}%{top5})") if classes else f"{row['dataset']}: generated images (not ImageNet)"
+    return f"{row['dataset']}: {classes} classes" + ("" if classes == 1000 else f" (not the 1000 ImageNet classes{top5})")
+
+
+def accuracy(rows: pd.DataFrame, key: str) -> Table:
+    """Per run: data (in words), epochs, top-1/top-5 error, centre crop and ten views, in percent."""
+    shown = pd.DataFrame({
+        "run": rows["run_id"],
+        "status": rows["status"],
+        "data": rows.apply(dataset_words, axis=1),
+        "model": rows["model"],
+        "pipeline": rows["pipeline"],
+        "mode": rows["mode_label"],
+        "epochs (of planned)": [f"{r['epochs_run']} of {r['epochs_planned']}" + (f", at most {r['steps_per_epoch']} step(s) each" if r["steps_per_epoch"] else "")
+                                for _, r in rows.iterrows()],
+        "top-1 err, centre (%)": rows["top1_err_centre"].map(percent),
+        "top-5 err, centre (%)": rows["top5_err_centre"].map(percent),
+        "top-1 err, 10 views (%)": rows["top1_err_10crop"].map(percent),
+        "top-5 err, 10 views (%)": rows["top5_err_10crop"].map(percent),
+        "validation images": rows["val_samples"].map(lambda v: number(v, ".0f")),
+    })
+    data_columns = ["run_id", "status", "dataset", "dataset_embedded", "classes", "dataset_fingerprint", "model", "pipeline", "mode", "mode_label", "emulated",
+                    "epochs_run", "epochs_planned", "steps_per_epoch", "batch_size", "preset", "top1_err_centre", "top5_err_centre", "top1_err_10crop",
+                    "top5_err_10crop", "val_samples", "lr_schedule", "lr_drops_after_epochs", *PROVENANCE]
+    caption = f"Accuracy runs: validation error after the last epoch, in percent. {provenance_caption(rows)}"
+    return Table(f"accuracy-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), rows[data_columns].reset_index(drop=True))
+
+
+def lr_schedule(rows: pd.DataFrame, curves: pd.DataFrame, key: str) -> Table:
+    """Per run and epoch: the learning rate taken, losses and errors, and where the rate was divided by 10."""
+    mine = curves[curves["run_id"].isin(rows["run_id"])].merge(rows[["run_id", *PROVENANCE]], on="run_id")
+    shown = pd.DataFrame({
+        "run": mine["run_id"], "epoch": mine["epoch"], "lr": mine["lr"].map(lambda v: number(v, "g")),
+        "train loss": mine["train_loss"].map(number), "train top-1 err (%)": mine["train_top1_err"].map(percent),
+        "val top-1 err (%)": mine["val_top1_err"].map(percent), "val top-5 err (%)": mine["val_top5_err"].map(percent),
+        "lr divided by 10 after": mine["lr_dropped_after"].map({True: "yes", False: ""}),
+    })
+    caption = f"Learning-rate schedule taken and per-epoch curves (validation: centre crop). {provenance_caption(rows)}"
+    return Table(f"accuracy-schedule-{slug(key)}", caption, shown, mine.reset_index(drop=True))
+
+
+def environment(frame: pd.DataFrame) -> Table:
+    """One row per run: what ran, where, with which software."""
+    shown = pd.DataFrame({
+        "run": frame["run_id"], "harness": frame["harness"], "status": frame["status"],
+        "commit": [f"{c[:10]}{'+dirty' if d else ''}" for c, d in zip(frame["commit"], frame["dirty"])],
+        "torch": frame["torch"], "torchvision": frame["torchvision"], "DALI": frame["dali"], "FFCV": frame["ffcv"],
+        "CPU": [f"{c} ({n} cores)" for c, n in zip(frame["cpu"], frame["cpu_count"])], "GPUs": frame["gpus"],
+        "hardware key": frame["hardware_key"], "seed": frame["seed"], "dataset fingerprint": frame["dataset_fingerprint"],
+    }).fillna("-")
+    return Table("environment", "The environment of every run read: each row names its own hardware and software.", shown, frame.reset_index(drop=True))
+
+
+def skipped(frame: pd.DataFrame) -> Table:
+    return Table("skipped", "Files under the results directory that are not readable run records: left out of everything above.", frame, frame)
