@@ -113,7 +113,8 @@ def stats_columns(prefix: str, stats: dict | None) -> dict[str, Any]:
 def throughput_row(record: dict, file: str) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     sweep = record.get("sweep") or {}
-    row = {**common_columns(record, file), "pipeline": record["pipeline"]["name"], **mode_columns(record["mode"]),
+    row = {**common_columns(record, file), "pipeline": record["pipeline"]["name"], "pipeline_decoder": record["pipeline"].get("decoder"),
+           **mode_columns(record["mode"]),
            "batch_size": record["batch_size"], "workers": record["workers"], "model": record.get("model", {}).get("name"),
            **dataset_columns(record.get("dataset", {})), "error": record.get("error"),
            "sweep_id": sweep.get("id"), "sweep_index": sweep.get("index")}

@@ -72,6 +72,7 @@ def throughput(rows: pd.DataFrame, key: str) -> Table:
     one_off = one_off_columns(rows)
     shown = pd.DataFrame({
         "pipeline": rows["pipeline"],
+        "decodes with": rows["pipeline_decoder"].fillna("-"),
         "mode": rows["mode_label"],
         "batch": rows["batch_size"],
         "workers": rows["workers"],
@@ -90,11 +91,12 @@ def throughput(rows: pd.DataFrame, key: str) -> Table:
         **{f"one-off: {c.removeprefix('one_off_').removesuffix('_s')} (s)": rows[c].map(lambda v: number(v, ".2f")) for c in one_off},
         "run": rows["run_id"],
     })
-    data_columns = ["run_id", "status", "pipeline", "mode", "mode_label", "emulated", "world_size", "devices", "batch_size", "workers", "model", "dataset",
+    data_columns = ["run_id", "status", "pipeline", "pipeline_decoder", "mode", "mode_label", "emulated", "world_size", "devices", "batch_size", "workers", "model", "dataset",
                     *[c for c in rows.columns if c.startswith(("ceiling_", "loader_only_", "end_to_end_", "model_only_"))],
                     "stall_fraction", "loader_share_cpu", "loader_share_nvjpeg", "bound_by", "machine_cpu_percent", *one_off, "sweep_id", "sweep_index", "error", *PROVENANCE]
     caption = (f"Throughput, images/s: median [first-third quartile] of the timed repeats, warm-up excluded. Stall fraction = 1 - end-to-end / model-only; "
-               f"'loader / ceiling' = loader-only / decode ceiling. One-off costs are kept out of every rate. {provenance_caption(rows)}")
+               f"'loader / ceiling' = loader-only / decode ceiling: above 1 where the loader decodes no JPEG (FFCV's raw storage). "
+               f"A stall fraction just below 0 is the two rates' noise. One-off costs are kept out of every rate. {provenance_caption(rows)}")
     return Table(f"throughput-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), rows[data_columns].reset_index(drop=True))
 
 
