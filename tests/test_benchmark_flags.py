@@ -39,3 +39,15 @@ def test_benchmark_only_runs_saves_and_compares(cli_env, tmp_path):
     second = pytest_run("--benchmark-only", "-k", "lrn and paper", "--benchmark-compare", f"--benchmark-storage={storage}", env=cli_env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Comparing against benchmarks from" in second.stdout + second.stderr
+
+
+@pytest.mark.slow
+def test_every_installed_pipelines_loader_benchmark_runs(cli_env):
+    """The loader group of each installed pipeline runs its body (once: --benchmark-disable), so a plain run's skip
+    cannot hide a benchmark that would fail under --benchmark-only."""
+    from pipelines import available_pipelines
+
+    # addopts' --benchmark-skip removed; --benchmark-disable runs each benchmark's body once, untimed
+    out = pytest_run("-o", "addopts=", "--benchmark-disable", "-k", "loader_batch", "-q", env=cli_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(available_pipelines())} passed" in out.stdout.splitlines()[-1], out.stdout
