@@ -27,6 +27,13 @@ def record_path(results_dir: str | Path, run_id: str) -> Path:
     return Path(results_dir) / RECORDS_DIR / f"{run_id}.json"
 
 
+def ended_by(err: BaseException) -> tuple[str, str | None]:
+    """A run's ``status`` and ``error`` for a record when ``err`` ended it: Ctrl-C is ``interrupted``, anything else ``failed``."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", None
+    return "failed", f"{type(err).__name__}: {err}"
+
+
 def write_record(results_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write ``record`` (which must carry ``run_id``) atomically; returns its path."""
     record = {"schema_version": SCHEMA_VERSION, **record}

@@ -18,7 +18,7 @@ from bench.evaluate import evaluate
 from bench import console
 from bench.modes import Mode, running_mode
 from bench.provenance import provenance
-from bench.records import new_run_id, write_record
+from bench.records import ended_by, new_run_id, write_record
 from bench.reproducibility import guarantees
 from bench.train import History, make_optimizer, make_scheduler, seed_epoch, train_epoch
 from pipelines import create_pipeline
@@ -128,11 +128,8 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
             ten = evaluate(net, pipeline.eval_loader(val_split, ten_crop=True), progress=progress, desc="ten views").summed(mode)
             final.update(top1_err_10crop=ten.top1, top5_err_10crop=ten.top5)
         say("final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except BaseException:
-        status = "failed"
+    except BaseException as err:
+        status, _ = ended_by(err)  # this record has no error field (docs/records.md)
         raise
     finally:
         train_loader.close()

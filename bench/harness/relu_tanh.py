@@ -70,7 +70,7 @@ from bench.harness.execution import to_device
 from bench.modes import Mode, running_mode
 from bench.harness.resources import ResourceMonitor
 from bench.provenance import provenance
-from bench.records import new_run_id, write_record
+from bench.records import ended_by, new_run_id, write_record
 from bench.train import train_step
 from model.convnet4 import INPUT_CONVENTION
 from pipelines.seeding import epoch_permutation
@@ -318,11 +318,8 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
         }
         say(config, f"tanh / ReLU: {ratio['iterations']:.2f}x the iterations, {ratio['seconds']:.2f}x the seconds (the paper: about 6x)"
                     if ratio else reason)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
     except BaseException as err:
-        status, error = "failed", f"{type(err).__name__}: {err}"
+        status, error = ended_by(err)
         raise
     finally:
         torch.set_flush_denormal(False)

@@ -42,7 +42,7 @@ from bench.harness.execution import timing_boundary, to_device
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
 from bench.provenance import provenance
-from bench.records import new_run_id, read_record, write_record
+from bench.records import ended_by, new_run_id, read_record, write_record
 from bench.train import make_optimizer, train_step
 from pipelines import available_pipelines, create_pipeline
 from pipelines.base import Batch, Loader
@@ -226,11 +226,8 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         metrics["bound_by"] = "loader" if loader_rate < model_rate else "model"
         if mode.is_main:
             say(config, f"stall fraction {metrics['stall_fraction']:.3f}; loader at {metrics['loader_share_of_ceiling']['cpu']:.2f} of the CPU decode ceiling")
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
     except BaseException as err:
-        status, error = "failed", f"{type(err).__name__}: {err}"
+        status, error = ended_by(err)
         raise
     finally:
         if loader is not None:
