@@ -80,6 +80,7 @@ def test_throughput_csv_and_markdown_hold_the_records_figures(built):
         line = table_line(markdown, record["run_id"], "stall fraction")
         assert row["status"] == record["status"] and row["hardware_key"] == key
         assert row["pipeline"] == record["pipeline"]["name"] and row["batch_size"] == record["batch_size"] and row["workers"] == record["workers"]
+        assert row["pipeline_decoder"] == record["pipeline"]["decoder"] and f"| {record['pipeline']['decoder']} " in line
         if record["status"] != "complete":
             assert row["error"] == record["error"] and pd.isna(row["end_to_end_median"])
             failed = table_line(markdown, record["run_id"], "error")
