@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +80,8 @@ def uninterrupted(small_root, cli_env, tmp_path_factory) -> dict:
     proc = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(small_root), "--out", str(out), "--no-progress", *RUN],
                           cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    return final_record(out)
+    yield final_record(out)
+    shutil.rmtree(out, ignore_errors=True)  # its checkpoint is ~0.45 GB; keep the session's disk use small
 
 
 @pytest.mark.slow
@@ -114,17 +116,21 @@ def test_sigint_stops_cleanly_and_records_the_run_as_interrupted(small_root, cli
 def uninterrupted_by_pipeline(small_root, cli_env, tmp_path_factory):
     """The uninterrupted run of each threaded pipeline, made once per module and pipeline."""
     runs: dict[str, dict] = {}
+    folders: list[Path] = []
 
     def run(pipeline: str) -> dict:
         if pipeline not in runs:
             out = tmp_path_factory.mktemp(f"straight-{pipeline}")
+            folders.append(out)
             proc = subprocess.run([sys.executable, "-m", "bench.run", "--pipeline", pipeline, "--data", str(small_root), "--out", str(out),
                                    "--no-progress", *RUN], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, proc.stderr
             runs[pipeline] = final_record(out)
         return runs[pipeline]
 
-    return run
+    yield run
+    for out in folders:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.mark.slow
