@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+PARTIAL = ".partial"  # the suffix of atomic_path's temporary files: never read as a result
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -26,6 +28,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove the temporary files that writers of ``path`` killed mid-write (SIGKILL skips their clean-up) left beside it.
+
+    Only for a caller that holds the right to write ``path`` alone (a lock): a live writer's file would go too.
+    """
+    path = Path(path)
+    for leftover in path.parent.glob(f".{path.name}.*{PARTIAL}"):
+        leftover.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

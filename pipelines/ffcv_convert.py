@@ -41,7 +41,7 @@ from typing import Iterator
 
 import numpy as np
 
-from bench.atomic import atomic_path
+from bench.atomic import atomic_path, remove_leftovers
 from bench.errors import UserError
 from pipelines.base import Split
 from pipelines.torchvision_pipeline import load_rgb, preprocess
@@ -239,8 +239,7 @@ def ensure_beton(split: Split, options: ConversionOptions, cache_dir: str | Path
     with _locked(path.with_name(path.name + ".lock")):
         if path.is_file():  # another process converted it while this one waited
             return Beton(path, False, 0.0)
-        for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a conversion that was killed
-            stale.unlink(missing_ok=True)
+        remove_leftovers(path)  # what a killed conversion left
         _check_space(split, options, path.parent)
         started = time.perf_counter()
         convert(split, path, options, workers=workers, progress=progress)
