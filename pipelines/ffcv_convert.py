@@ -42,13 +42,12 @@ from typing import Iterator
 import numpy as np
 
 from bench.atomic import atomic_path, remove_leftovers
+from bench.config import FFCV_RESIZE_RULES, FFCV_WRITE_MODES
 from bench.errors import UserError
 from pipelines.base import Split
 from pipelines.torchvision_pipeline import load_rgb, preprocess
 
 CONVERT_VERSION = 1
-WRITE_MODES = ("jpg", "raw")
-RESIZE_RULES = ("paper", "max-side")
 MIN_PAGE_SIZE = 8 << 20  # FFCV's default page: 8 MiB
 
 
@@ -63,12 +62,12 @@ class ConversionOptions:
     resize: int = 256  # the paper's shorter side (the spec's resize) under resize_rule="paper"
 
     def __post_init__(self) -> None:
-        if self.write_mode not in WRITE_MODES:
-            raise ValueError(f"write_mode {self.write_mode!r} is not one of: {', '.join(WRITE_MODES)}")
+        if self.write_mode not in FFCV_WRITE_MODES:
+            raise ValueError(f"write_mode {self.write_mode!r} is not one of: {', '.join(FFCV_WRITE_MODES)}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], not {self.jpeg_quality}")
-        if self.resize_rule not in RESIZE_RULES:
-            raise ValueError(f"resize_rule {self.resize_rule!r} is not one of: {', '.join(RESIZE_RULES)}")
+        if self.resize_rule not in FFCV_RESIZE_RULES:
+            raise ValueError(f"resize_rule {self.resize_rule!r} is not one of: {', '.join(FFCV_RESIZE_RULES)}")
         if self.resize_rule == "max-side" and not self.resize <= self.max_side <= 16384:
             raise ValueError(f"max_side must be in [{self.resize}, 16384], not {self.max_side}")
 
