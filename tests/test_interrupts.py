@@ -59,6 +59,13 @@ def without_timings(curves: dict) -> dict:
     return {k: v for k, v in curves.items() if k not in ("images_per_s", "epoch_seconds")}
 
 
+def run_to_the_end(args: list[str], out: Path, env: dict) -> dict:
+    """Run ``python -m bench.run`` with ``args`` uninterrupted; the final record it wrote under ``out``."""
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return final_record(out)
+
+
 def kill_then_resume(args: list[str], kill_after_epoch: int, env: dict) -> dict:
     """Start a run (``args`` name its ``--out``), SIGKILL it once its checkpoint reaches
     ``kill_after_epoch``, resume it from that checkpoint, and return its final record."""
@@ -68,19 +75,13 @@ def kill_then_resume(args: list[str], kill_after_epoch: int, env: dict) -> dict:
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     [ckpt] = (out / "checkpoints").glob("*.pt")
-    resumed = subprocess.run([sys.executable, "-m", "bench.run", "--resume", str(ckpt), "--no-progress"], cwd=REPO, env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    return final_record(out)
+    return run_to_the_end(["--resume", str(ckpt), "--no-progress"], out, env)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(small_root, cli_env, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("straight")
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(small_root), "--out", str(out), "--no-progress", *RUN],
-                          cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    yield final_record(out)
+    yield run_to_the_end(["--data", str(small_root), "--out", str(out), "--no-progress", *RUN], out, cli_env)
     shutil.rmtree(out, ignore_errors=True)  # its checkpoint is ~0.45 GB; keep the session's disk use small
 
 
@@ -121,10 +122,8 @@ def uninterrupted_by_pipeline(small_root, cli_env, tmp_path_factory):
     def run(pipeline: str) -> dict:
         if pipeline not in runs:
             out = tmp_path_factory.mktemp(f"straight-{pipeline}")
-            proc = subprocess.run([sys.executable, "-m", "bench.run", "--pipeline", pipeline, "--data", str(small_root), "--out", str(out),
-                                   "--no-progress", *RUN], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, proc.stderr
-            runs[pipeline] = final_record(out)
+            runs[pipeline] = run_to_the_end(["--pipeline", pipeline, "--data", str(small_root), "--out", str(out), "--no-progress", *RUN],
+                                            out, cli_env)
             shutil.rmtree(out, ignore_errors=True)
         return runs[pipeline]
 
