@@ -15,6 +15,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from model.dropout import OutputDropout
 from model.lrn import LocalResponseNorm
 from model.registry import register_model
 
@@ -32,7 +33,13 @@ def make_activation(name: str) -> nn.Module:
 
 
 class AlexNet(nn.Module):
-    """The paper's AlexNet: 5 conv layers (two towers as groups), LRN, overlapping pooling, 3 FC layers."""
+    """The paper's AlexNet: 5 conv layers (two towers as groups), LRN, overlapping pooling, 3 FC layers.
+
+    Dropout (p=0.5) drops the *outputs* of fc6 and fc7 (after their ReLU), as the paper's section 4.2,
+    Caffe's bvlc_alexnet (fc6 -> relu6 -> drop6 -> fc7 -> relu7 -> drop7 -> fc8) and cuda-convnet do;
+    pool5's features reach fc6 untouched. (torchvision's layout, dropout before fc6 and fc7, is
+    ``alexnet_torchvision``'s.)
+    """
 
     # Layers whose bias the paper initialises to 1 (the rest to 0).
     BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")
@@ -73,12 +80,12 @@ class AlexNet(nn.Module):
         )
         self.classifier = nn.Sequential(
             OrderedDict(
-                drop6=nn.Dropout(dropout),
                 fc6=nn.Linear(256 * 6 * 6, 4096),
                 act6=act(),
-                drop7=nn.Dropout(dropout),
+                drop6=OutputDropout(dropout),
                 fc7=nn.Linear(4096, 4096),
                 act7=act(),
+                drop7=OutputDropout(dropout),
                 fc8=nn.Linear(4096, num_classes),
             )
         )

@@ -9,10 +9,23 @@ The network computes the same function as ``model.alexnet.AlexNet`` (grouped con
 per-tower LRN): tower A is channels ``[0, C/2)`` of every layer and tower B ``[C/2, C)``.
 ``split_state_dict`` and ``merge_state_dict`` convert weights between the two.
 
+Dropout: each tower drops its own fc6 and fc7 outputs before they are exchanged, so a dropped
+neuron is dropped for every layer that reads it, on both devices (the paper, section 4.2). The
+mask is drawn once, 4,096 units wide, on tower A's device in the order the one-device network
+draws it (``model.dropout.draw_mask``: fc6's, then fc7's), and each tower takes its half:
+with one seed, training-mode logits and gradients equal ``model.alexnet.AlexNet``'s.
+
 Concurrency: the forward pass enqueues each layer's two halves back to back, one per device.
-CUDA kernels launch asynchronously, so with the towers on two GPUs both compute at once,
-and cross-device copies are issued non-blocking. With both towers on one device (emulation)
-the halves run one after the other.
+CUDA kernels launch asynchronously, so with the towers on two GPUs both compute at once. A
+device-to-device copy is a two-way barrier in torch (the copy runs on the source device's
+current stream after everything queued there, and each side's stream waits for the other's
+work queued so far), so every copy that does not depend on a tower's result (the input batch
+for each device, tower B's half of the dropout masks) is issued before any tower's work; the
+only copies issued later are the exchanges of conv2's, pool5's, fc6's and fc7's outputs, which
+both towers need anyway. Backward: autograd runs each device's part on its own worker thread
+and issues each exchange's gradient copy (the backward of ``Tensor.to``) when that gradient is
+ready, so the towers' backward passes overlap in the same way. With both towers on one device
+(emulation) the halves run one after the other.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import torch
 from torch import nn
 
 from model.alexnet import CONV1_PADDING, initialise, make_activation
+from model.dropout import OutputDropout, draw_mask
 from model.lrn import LocalResponseNorm
 
 # (single-model layer, tower layer, how its weights split): "out" halves the output
@@ -33,7 +47,7 @@ SPLIT_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 class Tower(nn.Module):
     """One GPU's half of every layer but fc8."""
 
-    def __init__(self, *, activation: str, lrn: str, input_size: int, dropout: float) -> None:
+    def __init__(self, *, activation: str, lrn: str, input_size: int) -> None:
         super().__init__()
         act = lambda: make_activation(activation)  # noqa: E731
         self.stage1 = nn.Sequential(  # own input only
@@ -59,8 +73,8 @@ class Tower(nn.Module):
                 pool5=nn.MaxPool2d(3, stride=2),
             )
         )
-        self.fc6 = nn.Sequential(OrderedDict(drop6=nn.Dropout(dropout), fc6=nn.Linear(256 * 6 * 6, 2048), act6=act()))
-        self.fc7 = nn.Sequential(OrderedDict(drop7=nn.Dropout(dropout), fc7=nn.Linear(4096, 2048), act7=act()))
+        self.fc6 = nn.Sequential(OrderedDict(fc6=nn.Linear(256 * 6 * 6, 2048), act6=act()))  # dropout: TwoTowerAlexNet's
+        self.fc7 = nn.Sequential(OrderedDict(fc7=nn.Linear(4096, 2048), act7=act()))
 
 
 class TwoTowerAlexNet(nn.Module):
@@ -79,9 +93,11 @@ class TwoTowerAlexNet(nn.Module):
     ) -> None:
         super().__init__()
         self.devices = (torch.device(devices[0]), torch.device(devices[1]))
-        kw = dict(activation=activation, lrn=lrn, input_size=input_size, dropout=dropout)
+        kw = dict(activation=activation, lrn=lrn, input_size=input_size)
         self.tower_a = Tower(**kw)
         self.tower_b = Tower(**kw)
+        self.drop6 = OutputDropout(dropout)  # on fc6's and fc7's outputs, one mask for both towers
+        self.drop7 = OutputDropout(dropout)
         self.fc8 = nn.Linear(4096, num_classes)
         initialise(self, init, activation=activation)
         self.tower_a.to(self.devices[0])
@@ -100,16 +116,34 @@ class TwoTowerAlexNet(nn.Module):
             torch.cat([a.to(db, non_blocking=True), b], dim=1),
         )
 
+    def _masks(self, batch: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """fc6's and fc7's dropout masks as (tower A's half on A's device, tower B's on B's); None when off."""
+        da, db = self.devices
+        masks: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for drop in (self.drop6, self.drop7):
+            if not drop.active:
+                masks.append(None)
+                continue
+            full = draw_mask(batch, 4096, drop.p, device=da, dtype=dtype)  # as AlexNet draws it: 4,096 units, fc6's first
+            masks.append((full[:, :2048], full[:, 2048:].to(db, non_blocking=True)))
+        return masks
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         da, db = self.devices
-        a = self.tower_a.stage1(x.to(da, non_blocking=True))
-        b = self.tower_b.stage1(x.to(db, non_blocking=True))
+        # Every copy that needs no tower's result is issued first, so neither tower waits for the other's work.
+        xa, xb = x.to(da, non_blocking=True), x.to(db, non_blocking=True)
+        mask6, mask7 = self._masks(x.shape[0], xa.dtype)
+        a, b = self.tower_a.stage1(xa), self.tower_b.stage1(xb)
         a, b = self._both(a, b)
         a, b = self.tower_a.stage2(a), self.tower_b.stage2(b)
         a, b = self._both(torch.flatten(a, 1), torch.flatten(b, 1))
         a, b = self.tower_a.fc6(a), self.tower_b.fc6(b)
+        if mask6 is not None:
+            a, b = a * mask6[0], b * mask6[1]
         a, b = self._both(a, b)
         a, b = self.tower_a.fc7(a), self.tower_b.fc7(b)
+        if mask7 is not None:
+            a, b = a * mask7[0], b * mask7[1]
         return self.fc8(torch.cat([a, b.to(da, non_blocking=True)], dim=1))
 
 

@@ -44,9 +44,34 @@ def test_layers_and_groups_as_the_paper_gives_them():
     ]
     assert [(p.kernel_size, p.stride) for p in (f.pool1, f.pool2, f.pool5)] == [(3, 2)] * 3  # overlapping pooling
     assert isinstance(f.norm1, LocalResponseNorm) and isinstance(f.norm2, LocalResponseNorm)
-    assert [type(m).__name__ for m in c] == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
+    assert [type(m).__name__ for m in c] == ["Linear", "ReLU", "OutputDropout", "Linear", "ReLU", "OutputDropout", "Linear"]
     assert c.drop6.p == c.drop7.p == 0.5
     assert (c.fc6.in_features, c.fc6.out_features, c.fc7.out_features, c.fc8.out_features) == (9216, 4096, 4096, 1000)
+
+
+def test_dropout_drops_the_outputs_of_fc6_and_fc7_not_pool5():
+    """The paper (4.2) and Caffe (fc6 -> relu6 -> drop6 -> fc7 -> relu7 -> drop7 -> fc8): pool5 reaches fc6 whole."""
+    torch.manual_seed(0)
+    net = AlexNet(num_classes=10, init="he").double().train()
+    inputs, outputs = {}, {}
+
+    def keep(name: str):
+        def hook(module, args, out) -> None:
+            inputs[name], outputs[name] = args[0], out
+        return hook
+
+    for name, layer in [("pool5", net.features.pool5), *net.classifier.named_children()]:
+        layer.register_forward_hook(keep(name))
+    net(torch.randn(2, 3, 227, 227, dtype=torch.float64))
+    assert torch.equal(inputs["fc6"], torch.flatten(outputs["pool5"], 1))  # pool5's features are never dropped
+    for act, reader in (("act6", "fc7"), ("act7", "fc8")):  # fc7 reads fc6's dropped outputs, fc8 fc7's
+        live = outputs[act] > 0
+        seen = inputs[reader][live]
+        assert 0.4 < (seen == 0).double().mean().item() < 0.6  # about half of the active units dropped
+        assert torch.equal(seen[seen != 0], 2 * outputs[act][live][seen != 0])  # the rest scaled by 1/(1-p)
+    net.eval()
+    net(torch.randn(2, 3, 227, 227, dtype=torch.float64))
+    assert torch.equal(inputs["fc8"], outputs["act7"])  # no dropout when evaluating
 
 
 @pytest.mark.parametrize("size", [227, 224])

@@ -28,14 +28,23 @@ def pair(**kwargs) -> tuple[AlexNet, TwoTowerAlexNet]:
 
 
 @pytest.mark.parametrize("activation,lrn", [("relu", "authors"), ("tanh", "paper")])
-def test_two_towers_give_the_same_logits_and_gradients(activation, lrn):
-    single, towers = pair(activation=activation, lrn=lrn, dropout=0.0)
-    x = torch.randn(3, 3, 227, 227, dtype=torch.float64)
-    y = torch.tensor([1, 5, 9])
-    out_s, out_t = single(x), towers(x)
+def test_two_towers_give_the_same_logits_loss_and_gradients_with_dropout_on(activation, lrn):
+    """Training mode, dropout 0.5: one seed draws one mask per neuron, and each tower takes its half of it."""
+    single, towers = pair(activation=activation, lrn=lrn)
+    assert single.training and towers.training and towers.drop6.p == 0.5
+    x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
+    y = torch.tensor([1, 5])
+    torch.manual_seed(7)
+    out_s = single(x)
+    torch.manual_seed(7)
+    out_t = towers(x)
     assert torch.allclose(out_s, out_t, rtol=0, atol=1e-12)
-    nn.functional.cross_entropy(out_s, y).backward()
-    nn.functional.cross_entropy(out_t, y).backward()
+    torch.manual_seed(8)
+    assert not torch.allclose(single(x), out_s, atol=1e-3)  # the masks matter: another draw gives other logits
+    loss_s, loss_t = nn.functional.cross_entropy(out_s, y), nn.functional.cross_entropy(out_t, y)
+    assert loss_s.item() == pytest.approx(loss_t.item(), rel=0, abs=1e-12)
+    loss_s.backward()
+    loss_t.backward()
     grads_t = merge_state_dict({k: p.grad for k, p in towers.named_parameters()})
     for k, p in single.named_parameters():
         assert torch.allclose(p.grad, grads_t[k], rtol=0, atol=1e-12), k
@@ -70,12 +79,70 @@ def test_one_device_is_labelled_emulated():
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_towers_on_two_gpus_match_the_cpu():
-    single, _ = pair(dropout=0.0)
-    towers = TwoTowerAlexNet(num_classes=10, devices=("cuda:0", "cuda:1"), dropout=0.0).double()
+    single, _ = pair()
+    single.eval()
+    towers = TwoTowerAlexNet(num_classes=10, devices=("cuda:0", "cuda:1")).double().eval()
     towers.load_state_dict(split_state_dict(single.state_dict()))
     assert not towers.emulated
     x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
     assert torch.allclose(single(x), towers(x.cuda()).cpu(), atol=1e-9)
+
+
+def test_every_copy_that_needs_no_tower_result_is_issued_before_any_tower_work():
+    """A cross-device copy is a two-way barrier: ``x.to(tower B)`` issued after tower A's conv1 makes B wait for A (issue 13)."""
+    from torch.overrides import TorchFunctionMode
+
+    _, towers = pair()
+    x = torch.randn(2, 3, 227, 227, dtype=torch.float64)
+    calls: list[str] = []
+
+    class Log(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", str(func))
+            if name == "to" and args and args[0] is x:
+                calls.append("input copy")
+            elif name == "to" and args and args[0]._base is not None:
+                calls.append("mask copy")  # tower B's half: a view of the 4,096-unit mask
+            elif name == "conv2d":
+                calls.append("conv")
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    with Log():
+        towers(x)
+    first_conv = calls.index("conv")
+    assert calls[:first_conv] == ["input copy", "input copy", "mask copy", "mask copy"], calls[: first_conv + 1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_a_two_gpu_step_is_faster_than_the_same_towers_on_one_gpu():
+    """The towers overlap: a training step (forward, backward, SGD) on two GPUs takes clearly less time than on one."""
+    import time
+
+    def median_step(devices: tuple[str, str]) -> float:
+        torch.manual_seed(0)
+        net = TwoTowerAlexNet(num_classes=1000, devices=devices, init="he")
+        opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+        x = torch.randn(256, 3, 227, 227, device="cuda:0")
+        y = torch.randint(0, 1000, (256,), device="cuda:0")
+        times = []
+        for i in range(13):
+            for d in ("cuda:0", "cuda:1"):
+                torch.cuda.synchronize(d)
+            start = time.perf_counter()
+            loss = nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for d in ("cuda:0", "cuda:1"):
+                torch.cuda.synchronize(d)
+            if i >= 3:  # warm-up excluded
+                times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    one, two = median_step(("cuda:0", "cuda:0")), median_step(("cuda:0", "cuda:1"))
+    assert two < 0.85 * one, f"two GPUs {two * 1e3:.1f} ms a step, one GPU {one * 1e3:.1f} ms: the towers do not overlap"
 
 
 @pytest.mark.slow
