@@ -21,6 +21,7 @@ LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
 FFCV_WRITE_MODES = ("raw", "jpg")
+UPDATE_RULES = ("paper", "torch")  # issue 12: bench/optim.py
 FFCV_RESIZE_RULES = ("paper", "max-side")
 
 # The paper's recipe does not leave its flat start within a CPU's budget on the embedded data:
@@ -82,6 +83,9 @@ class RunConfig:
     lr_patience: int = 2
     max_lr_drops: int = 3
     steps_per_epoch: int = 0  # 0: the whole training split every epoch
+    # issue 12: the update rule and bias decay (bench/optim.py, bench.train.make_optimizer)
+    update_rule: str = "paper"  # paper: v <- 0.9v - wd*eps*w - eps*g, w <- w + v; torch: torch.optim.SGD's form
+    decay_biases: bool = False  # the reference implementations decay weights only
     ten_crop: bool = True
     # DALI pipeline options (pipelines/dali_pipeline.py)
     dali_decoder: str = "auto"  # auto: mixed (nvJPEG) on a CUDA device DALI sees, else cpu
@@ -142,6 +146,8 @@ class RunConfig:
         need(self.lr > 0, f"--lr must be positive, not {self.lr}")
         need(self.steps_per_epoch >= 0, f"--steps-per-epoch must be 0 or more, not {self.steps_per_epoch}")
         need(self.max_lr_drops >= 0, f"--max-lr-drops must be 0 or more, not {self.max_lr_drops}")
+        # issue 12
+        need(self.update_rule in UPDATE_RULES, f"--update-rule {self.update_rule!r} is not one of: {', '.join(UPDATE_RULES)}")
         need(self.embedded_classes >= 2, f"--embedded-classes must be at least 2, not {self.embedded_classes}")
         need(self.embedded_train_per_class >= 1, "--embedded-train-per-class must be at least 1")
         need(self.embedded_val_per_class >= 1, "--embedded-val-per-class must be at least 1")

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
+from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, UPDATE_RULES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -47,6 +47,10 @@ HELP: dict[str, str] = {
     "weight_decay": "SGD weight decay",
     "lr_patience": "epochs without a lower validation error before the learning rate is divided by 10",
     "max_lr_drops": "the most times the learning rate is divided by 10",
+    # issue 12: update rule and bias decay
+    "update_rule": "paper (v <- 0.9v - 0.0005*lr*w - lr*grad, w <- w + v: the paper's and Caffe's form; the velocity carries over a "
+    "learning-rate drop) or torch (torch.optim.SGD: lr outside the velocity, so a drop also divides the carried velocity by 10)",
+    "decay_biases": "apply weight decay to biases too (cuda-convnet and Caffe decay weights only)",
     "steps_per_epoch": "stop each epoch after this many steps (0: the whole training split)",
     "ten_crop": "also evaluate with the paper's ten-view average at the end",
     # DALI pipeline options
@@ -89,7 +93,7 @@ HELP: dict[str, str] = {
     "relu_tanh_sweep_iterations": "relu-tanh: iterations each learning rate gets before the fastest goes on alone (0: each runs until the target, the budget, or it can no longer win)",
     "relu_tanh_target_error": "relu-tanh: the training error to reach (the paper's Figure 1: 0.25)",
 }
-CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
+CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he"), "update_rule": UPDATE_RULES}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from bench.config import RunConfig
 from bench.errors import UserError
+from bench.optim import PaperSGD
 from pipelines.base import Loader
 
 if TYPE_CHECKING:
@@ -39,8 +40,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(net: nn.Module, config: RunConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+def make_optimizer(net: nn.Module, config: RunConfig, *, lr: float | None = None) -> torch.optim.SGD:
+    """SGD with ``config.momentum`` and ``config.weight_decay`` at ``lr`` (default ``config.lr``).
+
+    ``config.update_rule``: paper (eps inside the velocity, ``bench.optim.PaperSGD``) or torch
+    (``torch.optim.SGD``). Biases are not decayed unless ``config.decay_biases``, as in
+    cuda-convnet (no weight cost on biases) and Caffe (``decay_mult: 0``): two parameter
+    groups, weights first, then biases (decay 0).
+    """
+    lr = config.lr if lr is None else lr
+    weights, biases = [], []
+    for name, p in net.named_parameters():
+        (biases if name.endswith("bias") and not config.decay_biases else weights).append(p)
+    groups = [{"params": weights}] + ([{"params": biases, "weight_decay": 0.0}] if biases else [])
+    cls = PaperSGD if config.update_rule == "paper" else torch.optim.SGD
+    return cls(groups, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -49,6 +63,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=0.1, patience=config.lr_patience, threshold=0.0, min_lr=floor * (1 - 1e-6)
     )
+
+
+def step_schedule(scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, val_top1_err: float) -> bool:
+    """End of an epoch: step the schedule on its validation error; True when the rate was divided (``curves.lr_drops`` then records the epoch)."""
+    groups = scheduler.optimizer.param_groups
+    before = groups[0]["lr"]
+    scheduler.step(val_top1_err)
+    return groups[0]["lr"] < before
 
 
 @dataclass

@@ -20,7 +20,7 @@ from bench.modes import Mode, running_mode
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, write_record
 from bench.reproducibility import guarantees
-from bench.train import History, make_optimizer, make_scheduler, seed_epoch, train_epoch
+from bench.train import History, make_optimizer, make_scheduler, seed_epoch, step_schedule, train_epoch
 from pipelines import create_pipeline
 
 PAPER_EPOCHS = 90
@@ -98,8 +98,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
             result = train_epoch(net, train_loader, optimizer, max_steps=config.steps_per_epoch, progress=progress, desc=f"epoch {epoch + 1}/{epochs}").summed(mode)
             val = centre = evaluate(net, val_loader, progress=progress, desc="validation").summed(mode)
             lr_before = optimizer.param_groups[0]["lr"]
-            scheduler.step(val.top1)
-            if optimizer.param_groups[0]["lr"] < lr_before:
+            if step_schedule(scheduler, val.top1):
                 history.lr_drops.append(epoch + 1)
             history.epoch.append(epoch + 1)
             history.train_loss.append(result.loss)

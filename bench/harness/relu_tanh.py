@@ -71,7 +71,7 @@ from bench.modes import Mode, running_mode
 from bench.harness.resources import ResourceMonitor
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, write_record
-from bench.train import train_step
+from bench.train import make_optimizer, train_step
 from model.convnet4 import INPUT_CONVENTION
 from pipelines.seeding import epoch_permutation
 
@@ -125,7 +125,7 @@ class Trial:
         overrides = {} if config.model in NATIVE_SIZE_MODELS else {"dropout": 0.0}
         net = build_model(dataclasses.replace(config, activation=activation), data.num_classes, **overrides)
         self.net = mode.place(net).train()
-        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        self.optimizer = make_optimizer(self.net, config, lr=lr)  # the learning rate is constant here: the update rules agree
         self.iterations_per_epoch = len(data.labels) // config.batch_size
         self.window: deque[float] = deque(maxlen=self.iterations_per_epoch)
         self.iteration = 0
