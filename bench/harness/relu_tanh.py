@@ -50,34 +50,25 @@ What this harness does, and where the paper leaves room, what it chooses:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections import deque
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.nn import functional as F
-from tqdm import tqdm
 
 from bench.builders import build_model
 from bench.config import RunConfig
-from bench.data.cifar import ImageArrays, open_image_arrays
-from bench.errors import UserError
 from bench.console import say
-from bench.harness.execution import to_device
-from bench.modes import Mode, running_mode
+from bench.data.cifar import open_image_arrays
+from bench.errors import UserError
+from bench.harness.relu_tanh_trial import NATIVE_SIZE_MODELS, TrainingData, initial_weights, prepare, sweep_and_train
 from bench.harness.resources import ResourceMonitor
+from bench.modes import Mode, running_mode
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, write_record
-from bench.train import make_optimizer, train_step
-from model.convnet4 import INPUT_CONVENTION
-from pipelines.seeding import epoch_permutation
 
 RELU_TANH_EPOCHS = 40  # the default budget: Figure 1's axis runs to 35 epochs
 ACTIVATIONS = ("relu", "tanh")
-NATIVE_SIZE_MODELS = {"convnet4": INPUT_CONVENTION}  # models that take the 32x32 images as they are
 SELECTION_RULE = (
     "every learning rate trains from the same start (until the target, the budget, or the best rate's iteration count; "
     "or for sweep_iterations when that is not 0, after which the winner goes on); fewest iterations to the target wins, "
@@ -89,162 +80,13 @@ TRAINING_ERROR = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingData:
-    images: torch.Tensor  # N x 3 x 32 x 32 float, normalised, on the device
-    labels: torch.Tensor  # N int64, on the device
-    num_classes: int
-    normalisation: str
-    input_size: int  # what the network is fed (the images are upsampled to it when larger)
-
-
-def prepare(arrays: ImageArrays, config: RunConfig, mode: Mode) -> TrainingData:
-    """The training split as float tensors on the device, normalised as the model expects."""
-    x = torch.from_numpy(arrays.train_images).permute(0, 3, 1, 2).float()
-    if NATIVE_SIZE_MODELS.get(config.model) == "cuda-convnet":
-        x -= x.mean(dim=0, keepdim=True)
-        normalisation = "cuda-convnet: 0-255 pixels minus the training set's mean image"
-        input_size = x.shape[-1]
-    else:
-        x /= 255.0
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        std = x.std(dim=(0, 2, 3), keepdim=True)
-        x = (x - mean) / std
-        normalisation = "per-channel mean and std of the training set, pixels in [0, 1]"
-        input_size = config.crop
-    images, labels = to_device((x, torch.from_numpy(arrays.train_labels)), mode)
-    return TrainingData(images, labels, len(arrays.classes), normalisation, input_size)
-
-
-class Trial:
-    """One network trained with one learning rate, an iteration at a time, its curves kept."""
-
-    def __init__(self, config: RunConfig, activation: str, lr: float, data: TrainingData, mode: Mode, *, target: float) -> None:
-        self.config, self.activation, self.lr, self.data, self.mode, self.target = config, activation, lr, data, mode, target
-        self.device = mode.input_device
-        overrides = {} if config.model in NATIVE_SIZE_MODELS else {"dropout": 0.0}
-        net = build_model(dataclasses.replace(config, activation=activation), data.num_classes, **overrides)
-        self.net = mode.place(net).train()
-        self.optimizer = make_optimizer(self.net, config, lr=lr)  # the learning rate is constant here: the update rules agree
-        self.iterations_per_epoch = len(data.labels) // config.batch_size
-        self.window: deque[float] = deque(maxlen=self.iterations_per_epoch)
-        self.iteration = 0
-        self.seconds = 0.0
-        self.reached: int | None = None
-        self.reached_seconds: float | None = None
-        self.diverged = False
-        self.curves: dict[str, list] = {"batch_error": [], "batch_loss": [], "window_error": [], "seconds": []}
-        self._order: torch.Tensor | None = None
-
-    @property
-    def window_error(self) -> float:
-        return float(np.mean(self.window)) if self.window else math.nan
-
-    def step(self) -> None:
-        epoch, position = divmod(self.iteration, self.iterations_per_epoch)
-        if position == 0:
-            self._order = torch.from_numpy(epoch_permutation(len(self.data.labels), self.config.seed, epoch)).to(self.device)
-        start = time.perf_counter()
-        index = self._order[position * self.config.batch_size : (position + 1) * self.config.batch_size]
-        index = index[self.mode.rank :: self.mode.world_size]  # data-parallel: this process's share of the batch
-        images, labels = self.data.images[index], self.data.labels[index]
-        if self.data.input_size != images.shape[-1]:
-            images = F.interpolate(images, size=self.data.input_size, mode="bilinear", align_corners=False)
-        loss, logits = train_step(self.net, self.optimizer, images, labels)
-        n = labels.shape[0]
-        wrong, seen, loss_sum = self.mode.sum_across([int((logits.argmax(dim=1) != labels).sum()), n, loss.item() * n])  # waits for the device
-        error, loss_value = wrong / seen, loss_sum / seen
-        self.seconds += time.perf_counter() - start
-        self.iteration += 1
-        self.window.append(error)
-        self.curves["batch_error"].append(error)
-        self.curves["batch_loss"].append(loss_value)
-        self.curves["window_error"].append(self.window_error)
-        self.curves["seconds"].append(self.seconds)
-        if not math.isfinite(loss_value):
-            self.diverged = True
-        elif self.reached is None and len(self.window) == self.window.maxlen and self.window_error <= self.target:
-            self.reached, self.reached_seconds = self.iteration, self.seconds
-
-    def run_until(self, iterations: int) -> int:
-        """Train until ``iterations`` in all, the target, or divergence, whichever comes first; returns the steps taken."""
-        start = self.iteration
-        while self.iteration < iterations and self.reached is None and not self.diverged:
-            self.step()
-        return self.iteration - start
-
-    @property
-    def finished(self) -> bool:
-        return self.reached is not None or self.diverged
-
-    def rank(self) -> tuple[int, float]:
-        """Smaller is faster: (0, iterations to the target) if reached, else (1, training error; inf if diverged)."""
-        if self.reached is not None:
-            return (0, float(self.reached))
-        return (1, math.inf if self.diverged or not math.isfinite(self.window_error) else self.window_error)
-
-    def summary(self) -> dict:
-        return {
-            "lr": self.lr,
-            "iterations": self.iteration,
-            "training_error": None if math.isnan(self.window_error) else self.window_error,
-            "reached_at_iteration": self.reached,
-            "diverged": self.diverged,
-            "seconds": self.seconds,
-        }
-
-    def epoch_curves(self) -> dict:
-        """Per complete epoch: the mean minibatch error and loss (the figure's points)."""
-        n = self.iterations_per_epoch
-        epochs = self.iteration // n
-        err, loss = self.curves["batch_error"], self.curves["batch_loss"]
-        return {
-            "epoch": list(range(1, epochs + 1)),
-            "train_error": [float(np.mean(err[e * n : (e + 1) * n])) for e in range(epochs)],
-            "train_loss": [float(np.mean(loss[e * n : (e + 1) * n])) for e in range(epochs)],
-            "seconds": [self.curves["seconds"][(e + 1) * n - 1] for e in range(epochs)],
-        }
-
-
-def sweep_and_train(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int) -> tuple[Trial, list[dict]]:
-    """Sweep the learning rates for one activation, continue the fastest to the target or the budget; the winner and the sweep table."""
-    target = config.relu_tanh_target_error
-    trials = [Trial(config, activation, lr, data, mode, target=target) for lr in config.relu_tanh_lr_grid()]
-    limit = sweep_iterations or budget
-    chunk = trials[0].iterations_per_epoch
-    # Every rate advances an epoch at a time, so no rate runs past the iteration at which another
-    # already reached the target (it can no longer be faster; a tie goes to the lower rate).
-    with tqdm(total=len(trials) * limit, desc=f"{activation} sweep", unit="it", disable=not config.progress, leave=False, mininterval=1.0) as bar:
-
-        def stop() -> int:
-            return min([limit, *(t.reached for t in trials if t.reached is not None)])
-
-        while any(not t.finished and t.iteration < stop() for t in trials):
-            for trial in trials:
-                if not trial.finished and trial.iteration < stop():
-                    bar.update(trial.run_until(min(trial.iteration + chunk, stop())))
-            bar.set_postfix_str(", ".join(f"{t.lr:g}: {t.window_error:.3f}" for t in trials), refresh=False)
-    sweep = [{**t.summary(), "stopped_at": stop()} for t in trials]
-    for t in trials:
-        say(config, f"{activation}, lr {t.lr:g}: " + (f"reached {target:g} at iteration {t.reached}" if t.reached
-                    else f"diverged at iteration {t.iteration}" if t.diverged else f"training error {t.window_error:.3f} after {t.iteration} iterations"))
-    best = min(trials, key=lambda t: (t.rank(), t.lr))
-    del trials  # only the winner's network is kept
-    if not best.finished and best.iteration < budget:
-        with tqdm(total=budget, initial=best.iteration, desc=f"{activation} lr {best.lr:g}", unit="it", disable=not config.progress,
-                  leave=False, mininterval=1.0) as bar:
-            while best.iteration < budget and not best.finished:
-                bar.update(best.run_until(min(best.iteration + chunk, budget)))
-                bar.set_postfix(error=f"{best.window_error:.3f}", refresh=False)
-    return best, sweep
-
-
-def train_activation(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int) -> dict:
+def train_activation(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int,
+                     initial: dict[str, torch.Tensor]) -> dict:
     """One activation's result: the chosen rate, the figures to the target (or why there are none), the curves."""
     target = config.relu_tanh_target_error
     grid = config.relu_tanh_lr_grid()
     with ResourceMonitor(mode.input_device) as monitor:  # CPU, memory, and how busy the machine was (the seconds depend on it)
-        best, sweep = sweep_and_train(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations)
+        best, sweep = sweep_and_train(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations, initial=initial)
     epochs_budget = budget / best.iterations_per_epoch
     result = {
         "activation": activation,
@@ -272,6 +114,31 @@ def train_activation(config: RunConfig, activation: str, data: TrainingData, mod
     return result
 
 
+def not_applied(config: RunConfig) -> dict[str, str]:
+    """The settings in ``config`` this harness did not use, each with the reason (the record keeps every setting)."""
+    skipped = {
+        "lr": "relu-tanh chooses each activation's rate from --relu-tanh-lrs",
+        "activation": "relu-tanh runs both",
+        "lr_patience": "the learning rate is constant",
+        "max_lr_drops": "the learning rate is constant",
+        "update_rule": "the learning rate is constant, and the paper's and torch's rules then take the same steps",
+        "steps_per_epoch": "an epoch is the whole training split; the budget is --epochs",
+        "ten_crop": "no evaluation: Figure 1 is a training error",
+        "pipeline": "the training split is held in memory as tensors; no input pipeline runs",
+        "flip_prob": "no augmentation (the paper: no regularization of any kind)",
+        "lighting_sigma": "no augmentation (the paper: no regularization of any kind)",
+        "lighting_stats": "no augmentation; normalisation is computed from the training split",
+    }
+    if config.weight_decay == 0:
+        skipped["decay_biases"] = "weight decay is 0"
+    if config.model != "alexnet":  # the only network built with --init and --lrn (bench.builders.build_model)
+        skipped["init"] = f"{config.model} has its own initialisation, not --init"
+        skipped["lrn"] = f"{config.model} has no AlexNet LRN"
+    if config.model in NATIVE_SIZE_MODELS:
+        skipped["crop"] = f"{config.model} takes the 32x32 images as they are"
+    return skipped
+
+
 def ratios(results: dict) -> tuple[dict | None, str | None]:
     """tanh / ReLU for iterations, epochs and seconds to the target; None and the reason when either did not reach it."""
     missing = [a for a in ACTIVATIONS if results[a]["iterations_to_target"] is None]
@@ -294,6 +161,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     epochs = config.epochs or RELU_TANH_EPOCHS
     budget = epochs * iterations_per_epoch
     sweep_iterations = min(config.relu_tanh_sweep_iterations, budget)  # 0: every rate until the target (or the budget)
+    initial = initial_weights(config, data.num_classes)
     parameters = sum(p.numel() for p in build_model(config, data.num_classes).parameters())
     run_id = new_run_id(config.harness, config.model, config.mode)
     say(config, f"run {run_id}: {config.model} ({parameters:,} parameters), ReLU vs tanh to {config.relu_tanh_target_error:g} training error on "
@@ -308,7 +176,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     started = time.time()
     try:
         for activation in ACTIVATIONS:
-            results[activation] = train_activation(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations)
+            results[activation] = train_activation(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations, initial=initial)
         ratio, reason = ratios(results)
         metrics = {
             **{f"{k}_to_target": {a: results[a][f"{k}_to_target"] for a in ACTIVATIONS} for k in ("iterations", "epochs", "seconds")},
@@ -332,6 +200,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
             "started": started,
             "finished": time.time(),
             "config": config.to_dict(),
+            "config_not_applied": not_applied(config),
             "dataset": arrays.describe(),
             "model": {
                 "name": config.model,
@@ -355,6 +224,8 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
                 "weight_decay": config.weight_decay,
                 "dropout": 0.0,
                 "augmentation": "none",
+                "initial_weights": "the same for both activations and every rate: the network as initialised for ReLU"
+                + (f" (--init {config.init})" if config.model == "alexnet" else ""),
                 "flush_denormal": flushing,
                 "cudnn_deterministic": device.type == "cuda",
             },
