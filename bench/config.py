@@ -124,6 +124,9 @@ class RunConfig:
     relu_tanh_lrs: str = "0.0003,0.001,0.003,0.01"
     relu_tanh_sweep_iterations: int = 0
     relu_tanh_target_error: float = 0.25
+    # issue 12: the finer Figure 1 measure and the grid's extension at its edge
+    relu_tanh_window: int = 50
+    relu_tanh_grid_extensions: int = 3
 
     def __post_init__(self) -> None:
         self.validate()
@@ -147,6 +150,8 @@ class RunConfig:
         need(self.steps_per_epoch >= 0, f"--steps-per-epoch must be 0 or more, not {self.steps_per_epoch}")
         need(self.max_lr_drops >= 0, f"--max-lr-drops must be 0 or more, not {self.max_lr_drops}")
         # issue 12
+        need(self.relu_tanh_window >= 1, f"--relu-tanh-window must be at least 1, not {self.relu_tanh_window}")
+        need(self.relu_tanh_grid_extensions >= 0, f"--relu-tanh-grid-extensions must be 0 or more, not {self.relu_tanh_grid_extensions}")
         need(self.update_rule in UPDATE_RULES, f"--update-rule {self.update_rule!r} is not one of: {', '.join(UPDATE_RULES)}")
         need(self.embedded_classes >= 2, f"--embedded-classes must be at least 2, not {self.embedded_classes}")
         need(self.embedded_train_per_class >= 1, "--embedded-train-per-class must be at least 1")

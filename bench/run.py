@@ -92,6 +92,11 @@ HELP: dict[str, str] = {
     "relu_tanh_lrs": "relu-tanh: comma-separated learning rates tried for each activation (the one that trains fastest is kept; --lr is not used)",
     "relu_tanh_sweep_iterations": "relu-tanh: iterations each learning rate gets before the fastest goes on alone (0: each runs until the target, the budget, or it can no longer win)",
     "relu_tanh_target_error": "relu-tanh: the training error to reach (the paper's Figure 1: 0.25)",
+    # issue 12
+    "relu_tanh_window": "relu-tanh: iterations in the finer measure's window (the mean minibatch error over the last this many "
+    "iterations), reported beside the paper's one-epoch average so that a target reached within the first epoch is resolved",
+    "relu_tanh_grid_extensions": "relu-tanh: when the chosen rate is the lowest or highest of the grid, try one more beyond it "
+    "(x3 or /3), at most this many times per activation (0: the grid as given)",
 }
 CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he"), "update_rule": UPDATE_RULES}
 

@@ -33,7 +33,7 @@ def first_crossing(batch_errors: list[float], window: int, target: float) -> int
 
 @pytest.mark.slow
 def test_both_activations_reach_an_easy_target_and_the_record_says_how(tmp_path):
-    record = run(tmp_path, relu_tanh_target_error=0.6, relu_tanh_lrs="0.001,0.003", epochs=15)
+    record = run(tmp_path, relu_tanh_target_error=0.6, relu_tanh_lrs="0.001,0.003", epochs=15, relu_tanh_grid_extensions=0)
     assert record["status"] == "complete" and record["harness"] == "relu-tanh"
     model = record["model"]
     assert (model["name"], model["parameters"], model["input_size"], model["upsampled_from"]) == ("convnet4", 89_578 - 6 * 1025, 32, None)

@@ -9,7 +9,8 @@ What this harness does, and where the paper leaves room, what it chooses:
 
 - The network: ``--model convnet4`` (the default here: cuda-convnet's four-layer CIFAR-10
   net, ``model/convnet4.py``), once with ReLU and once with tanh, nothing else different:
-  same layers, same initial weights (same seed), same sample order. ``--model alexnet``
+  same layers, same initial weights (the network as initialised for ReLU, loaded into both),
+  same sample order. ``--model alexnet``
   (or ``alexnet_torchvision``) runs the full network on the same 32x32 data, upsampled
   bilinearly to ``--crop``.
 - The data: CIFAR-10 from ``--data`` (torchvision's format, never downloaded) or the embedded
@@ -24,7 +25,11 @@ What this harness does, and where the paper leaves room, what it chooses:
   printed; the figure's curve at epoch ends). An activation reaches the target at the first
   iteration, from the end of the first epoch on, where that average is at or below
   ``--relu-tanh-target-error`` (0.25). (Within the first epoch the curve holds the mean so
-  far, which never counts: a lucky first minibatch is not a training error.)
+  far, which never counts: a lucky first minibatch is not a training error.) That figure
+  cannot be smaller than one epoch: a target reached at the first iteration the window is
+  full is flagged (``window_limited``) and gives no ratio. Beside it, a finer measure: the
+  mean over the last ``--relu-tanh-window`` iterations (default 50), counted once that many
+  have run, with the same flag at its own first full window; it resolves fast learners.
 - The learning rate of each activation, chosen independently by a sweep over
   ``--relu-tanh-lrs``, every rate from the same start: the rate that reaches the target in
   the fewest iterations wins (ties: the lower rate); if none does, the one with the lowest
@@ -34,7 +39,10 @@ What this harness does, and where the paper leaves room, what it chooses:
   out: the rule exactly, at about (number of rates) x (the winner's iterations). With
   ``--relu-tanh-sweep-iterations N`` every rate trains N iterations and only the winner goes
   on (exactly as if it had never stopped) to the target or the budget: cheaper, but it
-  judges the rates by their start. A winner at the edge of the grid is flagged.
+  judges the rates by their start. A winner at the edge of the grid makes the grid grow in
+  that direction (x3 or /3, one rate at a time, every new rate from the same start, at most
+  ``--relu-tanh-grid-extensions`` times, default 3), so the chosen rate is inside the rates
+  tried; one still at the edge after that is flagged with the reason.
 - Recorded for each activation: iterations, epochs and training seconds (its own steps only,
   sweep trials of other rates excluded) to the target, or null with the reason; the whole
   learning curve; the sweep. And the ratios tanh / ReLU (the paper: about 6 in iterations).
@@ -61,7 +69,7 @@ from bench.config import RunConfig
 from bench.console import say
 from bench.data.cifar import open_image_arrays
 from bench.errors import UserError
-from bench.harness.relu_tanh_trial import NATIVE_SIZE_MODELS, TrainingData, initial_weights, prepare, sweep_and_train
+from bench.harness.relu_tanh_trial import GRID_STEP, NATIVE_SIZE_MODELS, TrainingData, initial_weights, prepare, sweep_and_train
 from bench.harness.resources import ResourceMonitor
 from bench.modes import Mode, running_mode
 from bench.provenance import provenance
@@ -73,6 +81,10 @@ SELECTION_RULE = (
     "every learning rate trains from the same start (until the target, the budget, or the best rate's iteration count; "
     "or for sweep_iterations when that is not 0, after which the winner goes on); fewest iterations to the target wins, "
     "else the lowest training error at the end; ties go to the lower rate"
+)
+TRAINING_ERROR_WINDOW = (
+    "the finer measure: mean of the minibatch errors over the last relu_tanh_window iterations, counted once that many "
+    "have run; it resolves a target reached within the first epoch"
 )
 TRAINING_ERROR = (
     "mean of the minibatch errors over the last epoch's worth of iterations, each minibatch measured by the forward pass "
@@ -86,17 +98,28 @@ def train_activation(config: RunConfig, activation: str, data: TrainingData, mod
     target = config.relu_tanh_target_error
     grid = config.relu_tanh_lr_grid()
     with ResourceMonitor(mode.input_device) as monitor:  # CPU, memory, and how busy the machine was (the seconds depend on it)
-        best, sweep = sweep_and_train(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations, initial=initial)
+        best, sweep, added = sweep_and_train(config, activation, data, mode, budget=budget, sweep_iterations=sweep_iterations, initial=initial)
     epochs_budget = budget / best.iterations_per_epoch
+    tried = sorted(grid + added)
+    at_edge = len(tried) > 1 and best.lr in (tried[0], tried[-1])
+    window = config.relu_tanh_window
     result = {
         "activation": activation,
         "lr": best.lr,
-        "lr_at_grid_edge": len(grid) > 1 and best.lr in (grid[0], grid[-1]),
+        "lr_at_grid_edge": at_edge,
+        "lr_grid_added": added,
+        "lr_edge_reason": (f"still at the edge after the grid was extended {len(added)} times (--relu-tanh-grid-extensions "
+                           f"{config.relu_tanh_grid_extensions}): the best rate may lie beyond {best.lr:g}") if at_edge else None,
         "sweep": sweep,
         "iterations_run": best.iteration,
         "iterations_to_target": best.reached,
         "epochs_to_target": best.reached / best.iterations_per_epoch if best.reached else None,
         "seconds_to_target": best.reached_seconds,
+        "window_limited": best.reached is not None and best.reached == best.iterations_per_epoch,
+        "iterations_to_target_window": best.reached_fine,
+        "window_limited_window": best.reached_fine is not None and best.reached_fine == window,
+        "window_reason": None if best.reached_fine is not None else (
+            f"the mean over the last {window} iterations was not at or below {target:g} when the run stopped"),
         "reason": None,
         "final_training_error": None if math.isnan(best.window_error) else best.window_error,
         "curves": best.curves,
@@ -139,11 +162,27 @@ def not_applied(config: RunConfig) -> dict[str, str]:
     return skipped
 
 
-def ratios(results: dict) -> tuple[dict | None, str | None]:
-    """tanh / ReLU for iterations, epochs and seconds to the target; None and the reason when either did not reach it."""
-    missing = [a for a in ACTIVATIONS if results[a]["iterations_to_target"] is None]
+def checked_ratio(results: dict, key: str, limited: str, window: str) -> tuple[float | None, str | None]:
+    """tanh / ReLU of ``results[a][key]``; None and the reason when either is missing or limited by its window.
+
+    A figure reached at the first iteration its window is full says only "at or before": the
+    ratio of two such figures measures the window, not the activations, so it is never given.
+    """
+    missing = [a for a in ACTIVATIONS if results[a][key] is None]
     if missing:
         return None, f"{' and '.join(missing)} did not reach the target: no ratio"
+    capped = [a for a in ACTIVATIONS if results[a][limited]]
+    if capped:
+        return None, (f"{' and '.join(capped)} reached the target at the first iteration the {window} window was full: "
+                      "that figure is an upper bound set by the window, so no ratio")
+    return results["tanh"][key] / results["relu"][key], None
+
+
+def ratios(results: dict) -> tuple[dict | None, str | None]:
+    """tanh / ReLU for iterations, epochs and seconds to the target (the paper's epoch-average); None and the reason when there is none."""
+    value, reason = checked_ratio(results, "iterations_to_target", "window_limited", "one-epoch")
+    if value is None:
+        return None, reason
     return {k: results["tanh"][f"{k}_to_target"] / results["relu"][f"{k}_to_target"] for k in ("iterations", "epochs", "seconds")}, None
 
 
@@ -183,9 +222,15 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
             "lr": {a: results[a]["lr"] for a in ACTIVATIONS},
             "ratio_tanh_to_relu": ratio,
             "ratio_reason": reason,
+            "iterations_to_target_window": {a: results[a]["iterations_to_target_window"] for a in ACTIVATIONS},
         }
+        metrics["ratio_tanh_to_relu_window"], metrics["ratio_window_reason"] = checked_ratio(
+            results, "iterations_to_target_window", "window_limited_window", f"{config.relu_tanh_window}-iteration")
         say(config, f"tanh / ReLU: {ratio['iterations']:.2f}x the iterations, {ratio['seconds']:.2f}x the seconds (the paper: about 6x)"
                     if ratio else reason)
+        fine = metrics["ratio_tanh_to_relu_window"]
+        say(config, f"tanh / ReLU over a {config.relu_tanh_window}-iteration window: "
+                    + (f"{fine:.2f}x the iterations" if fine is not None else metrics["ratio_window_reason"]))
     except BaseException as err:
         status, error = ended_by(err)
         raise
@@ -213,6 +258,10 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
             "protocol": {
                 "target_error": config.relu_tanh_target_error,
                 "training_error": TRAINING_ERROR,
+                "window_iterations": config.relu_tanh_window,
+                "training_error_window": TRAINING_ERROR_WINDOW,
+                "lr_grid_step": GRID_STEP,
+                "lr_grid_extensions": config.relu_tanh_grid_extensions,
                 "budget_epochs": epochs,
                 "budget_iterations": budget,
                 "iterations_per_epoch": iterations_per_epoch,

@@ -25,6 +25,7 @@ from model.convnet4 import INPUT_CONVENTION
 from pipelines.seeding import epoch_permutation
 
 NATIVE_SIZE_MODELS = {"convnet4": INPUT_CONVENTION}  # models that take the 32x32 images as they are
+GRID_STEP = 3.0  # a rate at the grid's edge: the next rate tried beyond it is 3x (or 1/3 of) it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Trial:
         self.optimizer = make_optimizer(self.net, config, lr=lr)  # the learning rate is constant here: the update rules agree
         self.iterations_per_epoch = len(data.labels) // config.batch_size
         self.window: deque[float] = deque(maxlen=self.iterations_per_epoch)
+        self.fine: deque[float] = deque(maxlen=config.relu_tanh_window)  # the finer measure: a fixed window in iterations
+        self.reached_fine: int | None = None
         self.iteration = 0
         self.seconds = 0.0
         self.reached: int | None = None
@@ -111,13 +114,17 @@ class Trial:
         self.seconds += time.perf_counter() - start
         self.iteration += 1
         self.window.append(error)
+        self.fine.append(error)
         self.curves["batch_error"].append(error)
         self.curves["batch_loss"].append(loss_value)
         self.curves["window_error"].append(self.window_error)
         self.curves["seconds"].append(self.seconds)
         if not math.isfinite(loss_value):
             self.diverged = True
-        elif self.reached is None and len(self.window) == self.window.maxlen and self.window_error <= self.target:
+            return
+        if self.reached_fine is None and len(self.fine) == self.fine.maxlen and np.mean(self.fine) <= self.target:
+            self.reached_fine = self.iteration
+        if self.reached is None and len(self.window) == self.window.maxlen and self.window_error <= self.target:
             self.reached, self.reached_seconds = self.iteration, self.seconds
 
     def run_until(self, iterations: int) -> int:
@@ -143,6 +150,7 @@ class Trial:
             "iterations": self.iteration,
             "training_error": None if math.isnan(self.window_error) else self.window_error,
             "reached_at_iteration": self.reached,
+            "reached_at_iteration_window": self.reached_fine,
             "diverged": self.diverged,
             "seconds": self.seconds,
         }
@@ -160,25 +168,55 @@ class Trial:
         }
 
 
+def grid_edge(trials: list[Trial], best: Trial) -> int:
+    """+1 when ``best`` has the highest rate tried, -1 the lowest, 0 inside the grid (or a grid of one)."""
+    lrs = sorted(t.lr for t in trials)
+    if len(lrs) < 2:
+        return 0
+    return 1 if best.lr == lrs[-1] else -1 if best.lr == lrs[0] else 0
+
+
 def sweep_and_train(config: RunConfig, activation: str, data: TrainingData, mode: Mode, *, budget: int, sweep_iterations: int,
-                    initial: dict[str, torch.Tensor]) -> tuple[Trial, list[dict]]:
-    """Sweep the learning rates for one activation, continue the fastest to the target or the budget; the winner and the sweep table."""
+                    initial: dict[str, torch.Tensor]) -> tuple[Trial, list[dict], list[float]]:
+    """Sweep the learning rates for one activation, continue the fastest to the target or the budget.
+
+    When the fastest rate is at the grid's edge, the grid grows in that direction by a factor
+    of ``GRID_STEP`` at a time, at most ``config.relu_tanh_grid_extensions`` times, each new
+    rate from the same start, until the chosen rate is inside. Returns the winner, the sweep
+    table (every rate tried, in the order tried) and the rates added.
+    """
     target = config.relu_tanh_target_error
     trials = [Trial(config, activation, lr, data, mode, target=target, initial=initial) for lr in config.relu_tanh_lr_grid()]
     limit = sweep_iterations or budget
     chunk = trials[0].iterations_per_epoch
+    added: list[float] = []
+
+    def stop() -> int:
+        return min([limit, *(t.reached for t in trials if t.reached is not None)])
+
     # Every rate advances an epoch at a time, so no rate runs past the iteration at which another
-    # already reached the target (it can no longer be faster; a tie goes to the lower rate).
+    # already reached the target (it can no longer be faster; a tie goes to the lower rate). A rate
+    # added later runs to the same point; the stopping point never moves later, so a rate once
+    # stopped never needs more steps.
     with tqdm(total=len(trials) * limit, desc=f"{activation} sweep", unit="it", disable=not config.progress, leave=False, mininterval=1.0) as bar:
-
-        def stop() -> int:
-            return min([limit, *(t.reached for t in trials if t.reached is not None)])
-
-        while any(not t.finished and t.iteration < stop() for t in trials):
-            for trial in trials:
-                if not trial.finished and trial.iteration < stop():
-                    bar.update(trial.run_until(min(trial.iteration + chunk, stop())))
-            bar.set_postfix_str(", ".join(f"{t.lr:g}: {t.window_error:.3f}" for t in trials), refresh=False)
+        while True:
+            while any(not t.finished and t.iteration < stop() for t in trials):
+                for trial in trials:
+                    if not trial.finished and trial.iteration < stop():
+                        bar.update(trial.run_until(min(trial.iteration + chunk, stop())))
+                bar.set_postfix_str(", ".join(f"{t.lr:g}: {t.window_error:.3f}" for t in trials), refresh=False)
+            best = min(trials, key=lambda t: (t.rank(), t.lr))
+            edge = grid_edge(trials, best)
+            if not edge or len(added) >= config.relu_tanh_grid_extensions:
+                break
+            lr = best.lr * GRID_STEP**edge
+            say(config, f"{activation}: lr {best.lr:g} is at the grid's {'top' if edge > 0 else 'bottom'}; trying {lr:g}")
+            for t in trials:
+                if t is not best:
+                    t.net = t.optimizer = None  # they can no longer win or run: free their networks
+            added.append(lr)
+            trials.append(Trial(config, activation, lr, data, mode, target=target, initial=initial))
+            bar.total += limit
     sweep = [{**t.summary(), "stopped_at": stop()} for t in trials]
     for t in trials:
         say(config, f"{activation}, lr {t.lr:g}: " + (f"reached {target:g} at iteration {t.reached}" if t.reached
@@ -191,4 +229,4 @@ def sweep_and_train(config: RunConfig, activation: str, data: TrainingData, mode
             while best.iteration < budget and not best.finished:
                 bar.update(best.run_until(min(best.iteration + chunk, budget)))
                 bar.set_postfix(error=f"{best.window_error:.3f}", refresh=False)
-    return best, sweep
+    return best, sweep, added
