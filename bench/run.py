@@ -26,7 +26,8 @@ HELP: dict[str, str] = {
     "model": "network: alexnet (the paper's), alexnet_torchvision (torchvision's variant) or convnet4 "
     "(the paper's Figure 1 four-layer CIFAR-10 net; the relu-tanh harness's default)",
     "data": f"dataset root in ImageFolder layout (train/<class>/*, val/<class>/*), or '{EMBEDDED}' for the generated default; "
-    "relu-tanh: CIFAR-10 in torchvision's format (a folder holding cifar-10-batches-py/), or embedded for a CIFAR-sized default",
+    "relu-tanh: CIFAR-10 in torchvision's format (a folder holding cifar-10-batches-py/), any ImageFolder root (decoded at 32 px, "
+    "held in memory), or embedded for a CIFAR-sized default",
     "embedded_classes": "classes in the embedded dataset",
     "embedded_train_per_class": "training images per class in the embedded dataset",
     "embedded_val_per_class": "validation images per class in the embedded dataset",

@@ -8,6 +8,9 @@ trust. Unlike torchvision, a copy whose checksums differ from the official relea
 subset, a re-encoding) is still read; the record says whether the checksums match
 (torchvision's own list of them).
 
+``--data ROOT`` where ROOT is an ImageFolder root (``train/``, ``val/``) and no CIFAR-10:
+any labelled images, decoded at 32 px and held in memory (``bench.data.small_folder``).
+
 ``--data embedded``: the generated CIFAR-sized default (``bench.data.synthetic_cifar``).
 """
 
@@ -23,6 +26,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from bench.config import RunConfig
+from bench.data.small_folder import open_small_folder
 from bench.data.synthetic_cifar import GENERATOR_VERSION, SmallSyntheticSpec, generate_split
 from bench.errors import UserError
 
@@ -39,6 +43,8 @@ class ImageArrays:
     classes: tuple[str, ...]
     source: str
     official: bool | None  # CIFAR-10: every file matches the published checksum; None for generated data
+    manifest_fingerprint: str | None = None  # an ImageFolder root (bench.data.small_folder): its manifest's
+    bad: tuple[dict, ...] = ()  # an ImageFolder root: files left out, {"path", "reason"}
 
     @property
     def fingerprint(self) -> str:
@@ -57,6 +63,8 @@ class ImageArrays:
             "counts": {"train": int(len(self.train_labels)), "test": int(len(self.test_labels))},
             "official_cifar10": self.official,
             "embedded": self.official is None,
+            **({"manifest_fingerprint": self.manifest_fingerprint, "bad_count": len(self.bad), "bad": list(self.bad)}
+               if self.manifest_fingerprint else {}),
         }
 
 
@@ -96,7 +104,8 @@ def load_cifar10(root: str | Path) -> ImageArrays:
     if folder is None:
         raise UserError(
             f"--data {root}: no CIFAR-10 in torchvision's format there (expected {CIFAR10.base_folder}/ with "
-            "data_batch_1..5, test_batch and batches.meta); the relu-tanh harness reads CIFAR-10 or --data embedded"
+            "data_batch_1..5, test_batch and batches.meta); the relu-tanh harness reads CIFAR-10, an ImageFolder root "
+            "(train/<class>/*, val/<class>/*) or --data embedded"
         )
     parts = [_images(_read_batch(folder / n), folder / n) for n, _ in CIFAR10.train_list]
     test_images, test_labels = _images(_read_batch(folder / CIFAR10.test_list[0][0]), folder / CIFAR10.test_list[0][0])
@@ -135,8 +144,12 @@ def embedded_cifar(spec: SmallSyntheticSpec) -> ImageArrays:
     )
 
 
-def open_image_arrays(config: RunConfig) -> ImageArrays:
-    """The run's CIFAR-sized data: CIFAR-10 from ``--data``, or the embedded default sized by the ``--embedded-*`` flags."""
+def open_image_arrays(config: RunConfig, size: int = 32) -> ImageArrays:
+    """The run's small images: CIFAR-10 from ``--data``, any ImageFolder root there (decoded at ``size`` px), or the embedded default."""
     if config.embedded:
         return embedded_cifar(SmallSyntheticSpec(config.embedded_classes, config.embedded_train_per_class, config.embedded_val_per_class))
-    return load_cifar10(config.data)
+    root = Path(config.data).expanduser()
+    if cifar10_folder(root) is None and (root / "train").is_dir():
+        return open_small_folder(root, config.cache_dir, size=size, strict=config.strict, max_pixels=config.max_pixels,
+                                 workers=config.workers, progress=config.progress)
+    return load_cifar10(root)
