@@ -23,8 +23,9 @@ HELP: dict[str, str] = {
     "model-only and end-to-end images/s, stall fraction), relu-tanh (the paper's Figure 1: iterations to 25%% training error)",
     "pipeline": "input pipeline: torchvision, dali or ffcv",
     "mode": "execution mode: single (one device), model-parallel (the paper's two towers), data-parallel (DDP)",
-    "model": "network: alexnet (the paper's), alexnet_torchvision (torchvision's variant) or convnet4 "
-    "(the paper's Figure 1 four-layer CIFAR-10 net; the relu-tanh harness's default)",
+    "model": "network: alexnet (the paper's), alexnet_torchvision (torchvision's variant); for relu-tanh's 32x32 images: "
+    "conv_local_13pct (the relu-tanh default: cuda-convnet's conv-conv-local-local net, the paper's 'four-layer CNN' of section 3.3), "
+    "conv_local_11pct (the same with response normalisation) or convnet4 (cuda-convnet's layers-18pct net: three hidden layers)",
     "data": f"dataset root in ImageFolder layout (train/<class>/*, val/<class>/*), or '{EMBEDDED}' for the generated default; "
     "relu-tanh: CIFAR-10 in torchvision's format (a folder holding cifar-10-batches-py/), any ImageFolder root (decoded at 32 px, "
     "held in memory), or embedded for a CIFAR-sized default",

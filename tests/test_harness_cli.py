@@ -23,7 +23,7 @@ from tests.test_cli import bench_run
         (["--harness", "throughput", "--sweep-pipelines", "torchvision,nope"], "--sweep-pipelines: unknown pipeline 'nope'"),
         (["--sweep-workers", "1,2"], "--sweep-workers is for --harness throughput only"),
         (["--harness", "throughput", "--model", "convnet4"], "--model convnet4 takes 32x32 images; use it with --harness relu-tanh"),
-        (["--harness", "throughput", "--model", "vgg"], "--model 'vgg' is not one of: alexnet, alexnet_torchvision, convnet4"),
+        (["--harness", "throughput", "--model", "vgg"], "--model 'vgg' is not one of: alexnet, alexnet_torchvision, conv_local_11pct, conv_local_13pct, convnet4"),
         (["--harness", "relu-tanh", "--relu-tanh-lrs", "0.01,-1"], "--relu-tanh-lrs '0.01,-1': give one or more positive learning rates"),
         (["--harness", "relu-tanh", "--relu-tanh-lrs", "fast"], "--relu-tanh-lrs 'fast': expected comma-separated float values"),
         (["--harness", "relu-tanh", "--relu-tanh-target-error", "1.5"], "--relu-tanh-target-error must be in (0, 1)"),
@@ -49,7 +49,7 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_runs(cli_env, s
 
 def test_harness_defaults_apply_unless_given():
     rt = RunConfig.with_preset({"harness": "relu-tanh"})
-    assert (rt.model, rt.epochs, rt.weight_decay, rt.preset) == ("convnet4", 0, 0.0, "embedded-cpu")
+    assert (rt.model, rt.epochs, rt.weight_decay, rt.preset) == ("conv_local_13pct", 0, 0.0, "embedded-cpu")
     given = RunConfig.with_preset({"harness": "relu-tanh", "model": "alexnet", "epochs": 5, "weight_decay": 1e-4})
     assert (given.model, given.epochs, given.weight_decay) == ("alexnet", 5, 1e-4)
     accuracy = RunConfig.with_preset({})

@@ -14,7 +14,7 @@ def n_params(net: nn.Module) -> int:
 
 
 def test_registry_lists_the_networks_sorted():
-    assert model.list_models() == ["alexnet", "alexnet_torchvision", "convnet4"]
+    assert model.list_models() == ["alexnet", "alexnet_torchvision", "conv_local_11pct", "conv_local_13pct", "convnet4"]
 
 
 def test_unknown_model_names_the_choices():

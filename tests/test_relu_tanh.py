@@ -36,8 +36,8 @@ def test_both_activations_reach_an_easy_target_and_the_record_says_how(tmp_path)
     record = run(tmp_path, relu_tanh_target_error=0.6, relu_tanh_lrs="0.001,0.003", epochs=15, relu_tanh_grid_extensions=0)
     assert record["status"] == "complete" and record["harness"] == "relu-tanh"
     model = record["model"]
-    assert (model["name"], model["parameters"], model["input_size"], model["upsampled_from"]) == ("convnet4", 89_578 - 6 * 1025, 32, None)
-    assert model["input_normalisation"].startswith("cuda-convnet")
+    assert (model["name"], model["parameters"], model["input_size"], model["upsampled_from"]) == ("conv_local_13pct", 1_901_386 - 6 * 2049, 32, None)
+    assert model["input_normalisation"].startswith("cuda-convnet") and "never published" in model["note"] and "13pct" in model["source"]
     protocol = record["protocol"]
     assert protocol["iterations_per_epoch"] == 64 // 8 and protocol["budget_iterations"] == 15 * 8
     assert protocol["weight_decay"] == 0.0 and protocol["dropout"] == 0.0 and protocol["augmentation"] == "none"
@@ -72,7 +72,7 @@ def test_both_activations_reach_an_easy_target_and_the_record_says_how(tmp_path)
 
 @pytest.mark.slow
 def test_a_budget_too_small_says_so_and_the_seed_fixes_the_run(tmp_path):
-    settings = dict(relu_tanh_lrs="0.001", epochs=1)
+    settings = dict(relu_tanh_lrs="0.001", epochs=1, model="convnet4")  # the cheapest net: three runs
     a = run(tmp_path / "a", **settings)
     assert a["status"] == "complete"
     for activation in ("relu", "tanh"):

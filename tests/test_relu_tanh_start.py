@@ -10,7 +10,7 @@ from bench.harness.relu_tanh import not_applied
 from bench.harness.relu_tanh_trial import build_net, initial_weights
 
 
-@pytest.mark.parametrize("model,init", [("convnet4", "paper"), ("alexnet", "he"), ("alexnet", "paper"), ("alexnet_torchvision", "paper")])
+@pytest.mark.parametrize("model,init", [("convnet4", "paper"), ("conv_local_13pct", "paper"), ("alexnet", "he"), ("alexnet", "paper"), ("alexnet_torchvision", "paper")])
 def test_both_activations_start_from_identical_weights(model, init):
     config = RunConfig(harness="relu-tanh", model=model, init=init, seed=3)
     start = initial_weights(config, 10)
@@ -23,7 +23,7 @@ def test_both_activations_start_from_identical_weights(model, init):
         assert alone.std().item() == pytest.approx(start["features.conv1.weight"].std().item() * (5 / 3) / 2**0.5, rel=0.03)
 
 
-def test_the_record_marks_what_a_convnet4_run_did_not_use():
+def test_the_record_marks_what_a_default_run_did_not_use():
     skipped = not_applied(RunConfig.with_preset({"harness": "relu-tanh"}))
     assert {"init", "lr", "lrn", "crop", "decay_biases", "update_rule"} <= skipped.keys()
     alexnet = not_applied(RunConfig.with_preset({"harness": "relu-tanh", "model": "alexnet", "weight_decay": 1e-4}))

@@ -18,7 +18,7 @@ from pipelines import PipelineUnavailable, pipeline_class
 # The harnesses that read images through an input pipeline (relu-tanh holds its small images in memory).
 PIPELINE_HARNESSES = ("accuracy", "throughput")
 # Networks for 32x32 images, which the ImageNet pipelines do not produce.
-SMALL_IMAGE_MODELS = ("convnet4",)
+SMALL_IMAGE_MODELS = ("convnet4", "conv_local_11pct", "conv_local_13pct")
 
 
 def check_model(config: RunConfig) -> None:

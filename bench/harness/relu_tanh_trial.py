@@ -24,7 +24,8 @@ from bench.train import make_optimizer, train_step
 from model.convnet4 import INPUT_CONVENTION
 from pipelines.seeding import epoch_permutation
 
-NATIVE_SIZE_MODELS = {"convnet4": INPUT_CONVENTION}  # models that take the 32x32 images as they are
+# models that take the 32x32 images as they are, and the input they expect
+NATIVE_SIZE_MODELS = {"convnet4": INPUT_CONVENTION, "conv_local_11pct": INPUT_CONVENTION, "conv_local_13pct": INPUT_CONVENTION}
 GRID_STEP = 3.0  # a rate at the grid's edge: the next rate tried beyond it is 3x (or 1/3 of) it
 
 
