@@ -21,7 +21,7 @@ from bench.records import read_record
 
 THROUGHPUT = dict(harness="throughput", batch_size=2, workers=1, warmup_batches=1, batches_per_repeat=1, loader_batches_per_repeat=2,
                   repeats=3, ceiling_images=8, progress=False, preset="embedded-cpu")
-RELU_TANH = dict(harness="relu-tanh", embedded_classes=4, embedded_train_per_class=16, embedded_val_per_class=2, batch_size=8, progress=False)
+RELU_TANH = dict(harness="relu-tanh", model="convnet4", embedded_classes=4, embedded_train_per_class=16, embedded_val_per_class=2, batch_size=8, progress=False)
 ACCURACY = dict(embedded_classes=4, embedded_train_per_class=12, embedded_val_per_class=4, batch_size=4, epochs=2, steps_per_epoch=1, progress=False)
 
 

@@ -8,6 +8,8 @@ labels that make a row readable (``mode_label``, ``software``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +144,27 @@ def throughput_row(record: dict, file: str) -> dict[str, Any]:
     return row
 
 
+# What the accuracy tables compare with the paper's recipe, and the relu-tanh tables with the harness's
+# own defaults (issue 12): the settings a preset or a flag may have changed.
+ACCURACY_KEYS = ("init", "batch_size", "lr", "epochs", "update_rule", "decay_biases", "weight_decay")
+RELU_TANH_KEYS = ("batch_size", "epochs", "relu_tanh_lrs", "model", "weight_decay")
+
+
+def preset_columns(config: dict, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``preset`` and ``changed``: the settings among ``keys`` that differ from this project's defaults, as 'name value' text.
+
+    The defaults are the paper's recipe (accuracy) or relu-tanh's own (its harness defaults applied);
+    a record from before a setting existed simply lacks it and is not called changed.
+    """
+    from bench.config import HARNESS_DEFAULTS, RunConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+    defaults.update(HARNESS_DEFAULTS.get(config.get("harness", ""), {}))
+    changed = [f"{k} {config[k]:g}" if isinstance(config[k], float) else f"{k} {config[k]}"
+               for k in keys if k in config and k in defaults and config[k] != defaults[k]]
+    return {"preset": config.get("preset"), "changed": ", ".join(changed) or "none"}
+
+
 def relu_tanh_row(record: dict, file: str) -> dict[str, Any]:
     metrics = record.get("metrics") or {}
     protocol = record.get("protocol") or {}
@@ -150,17 +173,24 @@ def relu_tanh_row(record: dict, file: str) -> dict[str, Any]:
     row = {**common_columns(record, file), **mode_columns(record["mode"]), "model": record.get("model", {}).get("name"),
            "dataset": dataset.get("name"), "dataset_embedded": dataset.get("embedded"), "dataset_fingerprint": dataset.get("fingerprint"),
            "target_error": protocol.get("target_error"), "budget_epochs": protocol.get("budget_epochs"),
-           "iterations_per_epoch": protocol.get("iterations_per_epoch"), "batch_size": protocol.get("batch_size"), "error": record.get("error")}
+           "iterations_per_epoch": protocol.get("iterations_per_epoch"), "batch_size": protocol.get("batch_size"), "error": record.get("error"),
+           "dataset_official_cifar10": dataset.get("official_cifar10"), "model_note": record.get("model", {}).get("note"),
+           "model_source": record.get("model", {}).get("source"), "window_iterations": protocol.get("window_iterations"),
+           "lr_grid": ", ".join(f"{lr:g}" for lr in protocol.get("lr_grid", [])), **preset_columns(record.get("config") or {}, RELU_TANH_KEYS)}
     for activation in ACTIVATIONS:
         result = results.get(activation) or {}
         row[f"{activation}_lr"] = result.get("lr")
         row[f"{activation}_lr_at_grid_edge"] = result.get("lr_at_grid_edge")
-        for key in ("iterations_to_target", "epochs_to_target", "seconds_to_target", "reason", "final_training_error", "iterations_run"):
+        row[f"{activation}_lr_grid_added"] = ", ".join(f"{lr:g}" for lr in result.get("lr_grid_added", []))
+        for key in ("iterations_to_target", "epochs_to_target", "seconds_to_target", "reason", "final_training_error", "iterations_run",
+                    "window_limited", "iterations_to_target_window", "window_limited_window", "window_reason", "lr_edge_reason"):
             row[f"{activation}_{key}"] = result.get(key)
     ratio = metrics.get("ratio_tanh_to_relu") or {}
     for key in ("iterations", "epochs", "seconds"):
         row[f"ratio_{key}"] = ratio.get(key)
     row["ratio_reason"] = metrics.get("ratio_reason") if metrics else (record.get("error") or "the run did not finish")
+    row["ratio_window"] = metrics.get("ratio_tanh_to_relu_window")
+    row["ratio_window_reason"] = metrics.get("ratio_window_reason") if metrics else row["ratio_reason"]
     return row
 
 
@@ -171,7 +201,8 @@ def accuracy_row(record: dict, file: str) -> dict[str, Any]:
            "model": record.get("model", {}).get("name"), **dataset_columns(record.get("dataset", {})),
            "epochs_run": len(curves.get("epoch", [])), "epochs_planned": record.get("epochs_planned"),
            "steps_per_epoch": (record.get("config") or {}).get("steps_per_epoch"),
-           "batch_size": (record.get("config") or {}).get("batch_size"), "preset": (record.get("config") or {}).get("preset")}
+           "batch_size": (record.get("config") or {}).get("batch_size"), "preset": (record.get("config") or {}).get("preset"),
+           **preset_columns(record.get("config") or {}, ACCURACY_KEYS)}
     for key in ("top1_err_centre", "top5_err_centre", "top1_err_10crop", "top5_err_10crop", "val_samples"):
         row[key] = metrics.get(key)
     row["lr_schedule"] = ", ".join(f"{lr:g}" for lr in curves.get("lr", []))

@@ -89,22 +89,26 @@ def sweep_lines(rows: pd.DataFrame, axis: str) -> Figure:
 
 
 def relu_tanh_curves(record_row: pd.Series, curves: pd.DataFrame) -> Figure:
-    """Training error (the running epoch-window error) against iterations and against seconds, both activations, the target line."""
+    """Figure 1 as the paper draws it: training error against epochs, ReLU solid and tanh dashed on one axis, the target a line;
+    beside it the same against training seconds."""
     fig = new_figure(10.0, 4.2)
-    by_iteration, by_time = fig.subplots(1, 2, sharey=True)
+    by_epoch, by_time = fig.subplots(1, 2, sharey=True)
     mine = curves[curves["run_id"] == record_row["run_id"]]
+    per_epoch = record_row["iterations_per_epoch"]
     for activation, line in mine.groupby("activation", sort=False):
         lr = record_row[f"{activation}_lr"]
         name = f"{'ReLU' if activation == 'relu' else 'tanh'} (lr {lr:g})"
-        by_iteration.plot(line["iteration"], line["window_error"], label=name)
-        by_time.plot(line["seconds"], line["window_error"], label=name)
+        style = "-" if activation == "relu" else "--"
+        full = line[line["iteration"] >= per_epoch]  # the one-epoch average exists from the first full epoch on
+        by_epoch.plot(full["iteration"] / per_epoch, full["window_error"], linestyle=style, color="k", label=name)
+        by_time.plot(full["seconds"], full["window_error"], linestyle=style, color="k", label=name)
     target = record_row["target_error"] if pd.notna(record_row["target_error"]) else reference.RELU_TANH_TARGET
-    for ax in (by_iteration, by_time):
-        ax.axhline(target, color="k", linestyle=":", linewidth=1, label=f"target {target:.0%}")
+    for ax in (by_epoch, by_time):
+        ax.axhline(target, color="tab:red", linestyle=":", linewidth=1, label=f"target {target:.0%}")
         ax.legend(fontsize=8)
-    by_iteration.set_xlabel("iterations")
+    by_epoch.set_xlabel("epochs")
     by_time.set_xlabel("training seconds")
-    by_iteration.set_ylabel("training error")
+    by_epoch.set_ylabel("training error rate")
     ratio = (f"tanh / ReLU: {record_row['ratio_iterations']:.2f}x the iterations (paper: about {reference.RELU_TANH_RATIO:g}x)"
              if pd.notna(record_row["ratio_iterations"]) else str(record_row["ratio_reason"]))
     label(fig, f"ReLU vs tanh, {record_row['model']} on {record_row['dataset']}, {record_row['mode_label']}: {ratio}", record_row.to_frame().T)

@@ -66,9 +66,15 @@ def throughput(results: Results) -> list[Section]:
 
 def relu_tanh(results: Results) -> list[Section]:
     frame = results.relu_tanh
-    sections = [Section("ReLU vs tanh (the paper's Figure 1)", blocks=[
-        f"{reference.RELU_TANH_SOURCE}. Training error here is each minibatch's error averaged over the last epoch's worth of iterations; "
-        "a run that did not reach the target shows why instead of a number."] if not frame.empty else ["No relu-tanh records."])]
+    blocks: list = [
+        f"{reference.RELU_TANH_SOURCE}. Training error here is each minibatch's error averaged over the last epoch's worth of iterations "
+        "(beside it, a finer measure over a fixed window of iterations); a figure reached the moment its window filled is only an upper "
+        "bound and gives no ratio; a run that did not reach the target shows why instead of a number. Figure 1's own network was never "
+        "published: the table names the network each run used."] if not frame.empty else ["No relu-tanh records."]
+    warning = tables.relu_tanh_warning(frame)
+    if warning:
+        blocks.append(warning)
+    sections = [Section("ReLU vs tanh (the paper's Figure 1)", blocks=blocks)]
     for key, rows in tables.by_hardware(frame):
         section = Section(key, level=3, blocks=[tables.relu_tanh(rows, key)])
         bad = tables.failed(rows, key, "relu-tanh")
@@ -76,7 +82,8 @@ def relu_tanh(results: Results) -> list[Section]:
             section.blocks.append(bad)
         for _, row in rows.iterrows():
             if not results.relu_tanh_curves.empty and (results.relu_tanh_curves["run_id"] == row["run_id"]).any():
-                section.blocks.append(figure(f"relu-tanh-{slug(row['run_id'])}", f"Run {row['run_id']}, {key}: training error against iterations and seconds.",
+                section.blocks.append(figure(f"relu-tanh-{slug(row['run_id'])}", f"Run {row['run_id']}, {key}: Figure 1 as the paper draws it (training error against epochs, "
+                                             "ReLU solid, tanh dashed, the target as a line), and against training seconds.",
                                              plots.relu_tanh_curves(row, results.relu_tanh_curves)))
         sections.append(section)
     return sections

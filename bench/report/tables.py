@@ -119,6 +119,33 @@ def reached(row: pd.Series, activation: str, field: str, spec: str, *, why: bool
     return format(value, spec)
 
 
+def relu_tanh_warning(rows: pd.DataFrame) -> str | None:
+    """A warning beside the paper's 'about 6' for every run not in Figure 1's setting, naming what differs (None when every run is)."""
+    lines = []
+    for _, r in rows[rows["dataset_official_cifar10"].map(lambda v: v is not True)].iterrows() if "dataset_official_cifar10" in rows else rows.iterrows():
+        differs = [f"data {r['dataset']} (not the official CIFAR-10" + (", generated images)" if r.get("dataset_embedded") else ")")]
+        differs.append(f"network {r['model']} (Figure 1's was never published)")
+        if r["batch_size"] != 128:
+            differs.append(f"batch {r['batch_size']:.0f} (cuda-convnet's CIFAR runs: 128)")
+        differs.append(f"a budget of {number(r['budget_epochs'], '.0f')} epochs")
+        edges = [a for a in ("relu", "tanh") if r.get(f"{a}_lr_at_grid_edge") is True]
+        if edges:
+            differs.append(f"the chosen learning rate at the grid's edge for {' and '.join(edges)}")
+        lines.append(f"{r['run_id']}: " + "; ".join(differs))
+    if not lines:
+        return None
+    return ("**Not the paper's Figure 1.** Compare these ratios with the paper's 'about 6' only with what differs in mind. "
+            + " ".join(f"Run {line}." for line in lines))
+
+
+def windowed(row: pd.Series, activation: str) -> str:
+    """The finer measure's figure, marked when its window limits it (only an upper bound)."""
+    value = row.get(f"{activation}_iterations_to_target_window")
+    if missing(value):
+        return "not reached"
+    return f"<= {value:.0f} (window-limited)" if row.get(f"{activation}_window_limited_window") is True else f"{value:.0f}"
+
+
 def relu_tanh(rows: pd.DataFrame, key: str) -> Table:
     """Per run: the chosen rates, iterations/seconds to the target for each activation, the ratio beside the paper's six."""
     shown = pd.DataFrame({
@@ -137,10 +164,18 @@ def relu_tanh(rows: pd.DataFrame, key: str) -> Table:
                                                 for _, r in rows.iterrows()],
         "tanh / ReLU, seconds (measured)": rows["ratio_seconds"].map(lambda v: number(v, ".2f")),
         "paper (iterations)": f"about {reference.RELU_TANH_RATIO:g}",
+        "iterations, finer window (ReLU / tanh)": [f"{windowed(r, 'relu')} / {windowed(r, 'tanh')}" for _, r in rows.iterrows()],
+        "tanh / ReLU, finer window": [number(r["ratio_window"], ".2f") if not missing(r.get("ratio_window")) else str(r.get("ratio_window_reason") or "-")
+                                      for _, r in rows.iterrows()],
+        "lr grid (added)": [f"{r['lr_grid']}" + (f" (ReLU +{r['relu_lr_grid_added']})" if r.get("relu_lr_grid_added") else "")
+                            + (f" (tanh +{r['tanh_lr_grid_added']})" if r.get("tanh_lr_grid_added") else "") for _, r in rows.iterrows()],
+        "preset; changed": [f"{r['preset']}; {r['changed']}" for _, r in rows.iterrows()],
     })
-    data_columns = ["run_id", "status", "model", "dataset", "dataset_embedded", "mode", "mode_label", "emulated", "target_error", "batch_size", "iterations_per_epoch",
-                    "budget_epochs", *[c for c in rows.columns if c.startswith(("relu_", "tanh_"))], "ratio_iterations", "ratio_epochs", "ratio_seconds",
-                    "ratio_reason", "error", *PROVENANCE]
+    data_columns = ["run_id", "status", "model", "model_source", "dataset", "dataset_embedded", "dataset_official_cifar10", "mode", "mode_label", "emulated",
+                    "target_error", "batch_size", "iterations_per_epoch", "budget_epochs", "window_iterations", "lr_grid", "preset", "changed",
+                    *[c for c in rows.columns if c.startswith(("relu_", "tanh_"))], "ratio_iterations", "ratio_epochs", "ratio_seconds",
+                    "ratio_reason", "ratio_window", "ratio_window_reason", "error", *PROVENANCE]
+    data_columns = [c for c in data_columns if c in rows.columns]  # records from before a field existed lack its column
     data = rows[data_columns].assign(paper_ratio_iterations=reference.RELU_TANH_RATIO).reset_index(drop=True)
     caption = (f"ReLU vs tanh: iterations and training seconds to the target training error, each activation with its own learning rate; "
                f"the paper's Figure 1 reports about {reference.RELU_TANH_RATIO:g} times fewer iterations with ReLU on CIFAR-10. {provenance_caption(rows)}")
@@ -182,9 +217,10 @@ def accuracy(rows: pd.DataFrame, key: str) -> Table:
         "top-1 err, 10 views (%)": rows["top1_err_10crop"].map(percent),
         "top-5 err, 10 views (%)": rows["top5_err_10crop"].map(percent),
         "validation images": rows["val_samples"].map(lambda v: number(v, ".0f")),
+        "preset; changed from the paper": [f"{r['preset']}; {r['changed']}" for _, r in rows.iterrows()],
     })
     data_columns = ["run_id", "status", "dataset", "dataset_embedded", "classes", "dataset_fingerprint", "model", "pipeline", "mode", "mode_label", "emulated",
-                    "epochs_run", "epochs_planned", "steps_per_epoch", "batch_size", "preset", "top1_err_centre", "top5_err_centre", "top1_err_10crop",
+                    "epochs_run", "epochs_planned", "steps_per_epoch", "batch_size", "preset", "changed", "top1_err_centre", "top5_err_centre", "top1_err_10crop",
                     "top5_err_10crop", "val_samples", "lr_schedule", "lr_drops_after_epochs", *PROVENANCE]
     caption = f"Accuracy runs: validation error after the last epoch, in percent. {provenance_caption(rows)}"
     return Table(f"accuracy-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), rows[data_columns].reset_index(drop=True))
