@@ -13,9 +13,18 @@ import torch
 from torch import nn
 
 
-def draw_mask(batch: int, units: int, p: float, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A ``batch x units`` mask from torch's generator on ``device``: 0 with probability ``p``, else 1/(1-p)."""
-    return torch.empty(batch, units, device=device, dtype=dtype).bernoulli_(1.0 - p).div_(1.0 - p)
+def draw_mask(batch: int, units: int, p: float, *, device: torch.device) -> torch.Tensor:
+    """A ``batch x units`` boolean keep-mask from torch's generator on ``device``: False with probability ``p``.
+
+    Boolean, so that it is a quarter of a float mask to copy between devices and keeps the
+    activations' dtype (under autocast too) when applied.
+    """
+    return torch.rand(batch, units, device=device) >= p
+
+
+def apply_mask(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+    """``x`` with the dropped units zeroed and the kept ones scaled by 1/(1-p)."""
+    return x.mul(keep).mul_(1.0 / (1.0 - p))
 
 
 class OutputDropout(nn.Module):
@@ -35,8 +44,8 @@ class OutputDropout(nn.Module):
         if not self.active:
             return x
         if mask is None:
-            mask = draw_mask(x.shape[0], x.shape[1], self.p, device=x.device, dtype=x.dtype)
-        return x * mask
+            mask = draw_mask(x.shape[0], x.shape[1], self.p, device=x.device)
+        return apply_mask(x, mask, self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

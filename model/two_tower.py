@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from model.alexnet import CONV1_PADDING, initialise, make_activation
-from model.dropout import OutputDropout, draw_mask
+from model.dropout import OutputDropout, apply_mask, draw_mask
 from model.lrn import LocalResponseNorm
 
 # (single-model layer, tower layer, how its weights split): "out" halves the output
@@ -116,7 +116,7 @@ class TwoTowerAlexNet(nn.Module):
             torch.cat([a.to(db, non_blocking=True), b], dim=1),
         )
 
-    def _masks(self, batch: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+    def _masks(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
         """fc6's and fc7's dropout masks as (tower A's half on A's device, tower B's on B's); None when off."""
         da, db = self.devices
         masks: list[tuple[torch.Tensor, torch.Tensor] | None] = []
@@ -124,7 +124,7 @@ class TwoTowerAlexNet(nn.Module):
             if not drop.active:
                 masks.append(None)
                 continue
-            full = draw_mask(batch, 4096, drop.p, device=da, dtype=dtype)  # as AlexNet draws it: 4,096 units, fc6's first
+            full = draw_mask(batch, 4096, drop.p, device=da)  # as AlexNet draws it: 4,096 units, fc6's first
             masks.append((full[:, :2048], full[:, 2048:].to(db, non_blocking=True)))
         return masks
 
@@ -132,18 +132,18 @@ class TwoTowerAlexNet(nn.Module):
         da, db = self.devices
         # Every copy that needs no tower's result is issued first, so neither tower waits for the other's work.
         xa, xb = x.to(da, non_blocking=True), x.to(db, non_blocking=True)
-        mask6, mask7 = self._masks(x.shape[0], xa.dtype)
+        mask6, mask7 = self._masks(x.shape[0])
         a, b = self.tower_a.stage1(xa), self.tower_b.stage1(xb)
         a, b = self._both(a, b)
         a, b = self.tower_a.stage2(a), self.tower_b.stage2(b)
         a, b = self._both(torch.flatten(a, 1), torch.flatten(b, 1))
         a, b = self.tower_a.fc6(a), self.tower_b.fc6(b)
         if mask6 is not None:
-            a, b = a * mask6[0], b * mask6[1]
+            a, b = apply_mask(a, mask6[0], self.drop6.p), apply_mask(b, mask6[1], self.drop6.p)
         a, b = self._both(a, b)
         a, b = self.tower_a.fc7(a), self.tower_b.fc7(b)
         if mask7 is not None:
-            a, b = a * mask7[0], b * mask7[1]
+            a, b = apply_mask(a, mask7[0], self.drop7.p), apply_mask(b, mask7[1], self.drop7.p)
         return self.fc8(torch.cat([a, b.to(da, non_blocking=True)], dim=1))
 
 
