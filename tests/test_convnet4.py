@@ -1,4 +1,4 @@
-"""The paper's Figure 1 network: cuda-convnet's four-layer CIFAR-10 net (layers-18pct.cfg)."""
+"""cuda-convnet's layers-18pct CIFAR-10 net (convnet4), a relu-tanh option: three convolutions and fc10."""
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ def test_registered_and_sized_as_layers_18pct():
     net = model.create_model("convnet4")
     assert sum(p.numel() for p in net.parameters()) == 89_578
     weights = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert len(weights) == 4  # the paper's "four-layer" network
+    assert len(weights) == 4  # four weight layers: three hidden by the paper's count (section 3.3), then fc10
     x = torch.zeros(2, 3, 32, 32)
     sizes = {}
     for name, layer in net.features.named_children():
