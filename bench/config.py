@@ -22,6 +22,9 @@ EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
 FFCV_WRITE_MODES = ("raw", "jpg")
 UPDATE_RULES = ("paper", "torch")  # issue 12: bench/optim.py
+# issue 12: what runs saved before update_rule and decay_biases existed trained with; a --rerun of
+# their record or a --resume of their checkpoint keeps it (the optimizer state has one group then).
+BEFORE_ISSUE_12 = {"update_rule": "torch", "decay_biases": True}
 FFCV_RESIZE_RULES = ("paper", "max-side")
 
 # The paper's recipe does not leave its flat start within a CPU's budget on the embedded data:

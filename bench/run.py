@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, UPDATE_RULES, RunConfig
+from bench.config import BATCH_SCOPES, BEFORE_ISSUE_12, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, UPDATE_RULES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -142,11 +142,11 @@ def config_from_args(argv: Sequence[str] | None) -> RunConfig:
             recorded = read_record(rerun)["config"]
         except (ValueError, KeyError) as err:
             raise UserError(f"--rerun: {err}") from None
-        return RunConfig.from_dict({**recorded, "resume": "", **args}, source=rerun)
+        return RunConfig.from_dict({**BEFORE_ISSUE_12, **recorded, "resume": "", **args}, source=rerun)
     if "resume" in args:
         from bench.checkpoint import load_checkpoint
 
-        return RunConfig.from_dict({**load_checkpoint(args["resume"])["config"], **base, **args})
+        return RunConfig.from_dict({**BEFORE_ISSUE_12, **load_checkpoint(args["resume"])["config"], **base, **args})
     return RunConfig.with_preset({**base, **args})
 
 

@@ -150,3 +150,19 @@ def test_at_most_max_lr_drops_divisions():
     assert used[-1] == pytest.approx(1e-5) and len(set(used[4:])) == 1
     assert schedule([0.5] * 9, lr_patience=0, max_lr_drops=1)[0] == [2]
     assert schedule([0.5] * 9, lr_patience=0, max_lr_drops=0)[0] == []
+
+
+def test_a_rerun_of_a_record_from_before_the_update_rule_existed_keeps_torchs_rule_and_bias_decay(tmp_path):
+    import json
+
+    from bench.records import SCHEMA_VERSION
+    from bench.run import config_from_args
+
+    old = {k: v for k, v in RunConfig().to_dict().items() if k not in ("update_rule", "decay_biases")}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "config": old}))
+    again = config_from_args(["--rerun", str(path)])
+    assert (again.update_rule, again.decay_biases) == ("torch", True)
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "config": RunConfig().to_dict()}))
+    assert (config_from_args(["--rerun", str(new)]).update_rule, config_from_args(["--rerun", str(new)]).decay_biases) == ("paper", False)
