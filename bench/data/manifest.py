@@ -185,7 +185,8 @@ def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
 
 def progress_bar(total: int, initial: int, enabled: bool, file=None) -> tqdm:
     """The check's bar: images done of ``total``, images/s and the time left (on a terminal only, as every bar here)."""
-    return tqdm(total=total, initial=initial, desc="checking images", unit="img", disable=None if enabled else True,
+    shown = (None if file is None else False) if enabled else True  # None: on a terminal only; a file given is always written
+    return tqdm(total=total, initial=initial, desc="checking images", unit="img", disable=shown,
                 mininterval=1.0, smoothing=0.1, file=file)
 
 
