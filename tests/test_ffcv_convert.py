@@ -238,3 +238,17 @@ def test_auto_storage_reuses_an_existing_beton_and_records_the_choice(manifest, 
     assert choice.options.write_mode == "raw" and "converted earlier" in choice.line
     auto = ensure_beton(val, ConversionOptions(write_mode="auto"), beton_cache, workers=2, progress=False)
     assert auto.path == beton.path and not auto.converted and auto.choice.options.write_mode == "raw"
+
+
+def test_the_pipeline_defaults_to_auto_and_records_the_choice(manifest, tmp_path, capsys):
+    from pipelines.base import PipelineOptions
+    from pipelines.ffcv_pipeline import FfcvPipeline
+    from pipelines.spec import AugmentSpec
+
+    pipeline = FfcvPipeline(AugmentSpec(), PipelineOptions(batch_size=4, workers=1, cache_dir=str(tmp_path), extra={"compile": False}))
+    assert pipeline.describe()["storage"] == {"write_mode": "auto"} and pipeline.describe()["storage_choice"] is None
+    pipeline.eval_loader(manifest.split("val"))
+    described = pipeline.describe()
+    assert described["storage_choice"]["chosen"] == "raw" and described["storage"]["write_mode"] == "raw"  # 16 small images fit
+    [line] = [l for l in capsys.readouterr().out.splitlines() if l.startswith("FFCV storage:")]
+    assert line == described["storage_choice"]["line"] and "at most 50% of the" in line

@@ -2,10 +2,12 @@
 
 - ``walk``: listing every file with its size and time, and the fingerprint (every run pays it);
 - ``scan``: the manifest's first check, decoding every file on every core (once per dataset);
-- ``reload``: loading the cached manifest (every run; includes the walk);
+- ``reload``: loading the cached manifest (every run; includes the walk); walk and reload are
+  the median of ``REPEATS`` timings, measured after the scan (so the file system's metadata is cached);
 - ``manifest_bytes`` on disk and ``manifest_memory_bytes`` in memory (tracemalloc, Python objects);
-- per pipeline, construction to first batch (``first_batch``), with FFCV's conversion and
-  compile and DALI's file list apart;
+- per pipeline, construction to first batch (``first_batch``; FFCV's without its conversion,
+  which is projected on its own, over the cores), with FFCV's conversion and compile and
+  DALI's file list apart;
 - ``worker_private_bytes``: memory private to each torchvision loader worker after its first
   batch (USS from ``/proc/<pid>/smaps_rollup``): what per-sample Python objects copied into
   every worker cost.
@@ -17,6 +19,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from bench.data.manifest import DEFAULT_MAX_PIXELS, _list_files, fingerprint, load_manifest
@@ -25,6 +28,7 @@ from pipelines.registry import available_pipelines, create_pipeline
 from pipelines.spec import AugmentSpec
 
 BATCH = 32
+REPEATS = 3  # the walk and the reload are timed this many times, median kept (the scan and the first batches are one-off: once)
 
 
 def _private_bytes(pid: int) -> int | None:
@@ -41,19 +45,29 @@ def _workers_private() -> list[int]:
     return [b for b in (_private_bytes(c.pid) for c in psutil.Process().children(recursive=True)) if b is not None]
 
 
+def _median_seconds(fn, repeats: int = REPEATS) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def measure_manifest(root: Path, cache: Path, workers: int) -> dict:
     out: dict = {}
-    t = time.perf_counter()
-    classes, listed = _list_files(root.resolve())
-    fingerprint(classes, listed, DEFAULT_MAX_PIXELS)
-    out["walk"] = time.perf_counter() - t
     t = time.perf_counter()
     manifest = load_manifest(root, cache, workers=workers, progress=False)
     out["scan"] = time.perf_counter() - t
     del manifest
-    t = time.perf_counter()
+
+    def walk() -> None:
+        classes, listed = _list_files(root.resolve())
+        fingerprint(classes, listed, DEFAULT_MAX_PIXELS)
+
+    out["walk"] = _median_seconds(walk)
+    out["reload"] = _median_seconds(lambda: load_manifest(root, cache, progress=False))
     manifest = load_manifest(root, cache, progress=False)
-    out["reload"] = time.perf_counter() - t
     out["manifest_bytes"] = (cache / "manifests" / f"{manifest.fingerprint}.json").stat().st_size
     del manifest
     tracemalloc.start()
@@ -87,6 +101,8 @@ def measure_pipeline(name: str, root: Path, cache: Path, workers: int) -> dict:
     for what in ("conversion", "compile"):
         if what in one_off:
             out[what] = one_off[what]
+    if "conversion" in out:  # projected on its own, over the cores: first_batch is the rest
+        out["first_batch"] -= out["conversion"]
     del it
     close = getattr(loader, "close", None)
     if close:
