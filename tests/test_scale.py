@@ -112,3 +112,13 @@ def test_cli_writes_a_record_with_fits_and_projection(cli_env, tmp_path):
     costs = {f["cost"] for f in record["fits"]}
     assert {"walk", "scan", "reload", "manifest_bytes", "torchvision.first_batch"} <= costs
     assert {(p["cost"], p["cores"]) for p in record["projection"]} == {(c, k) for c in costs for k in (8, 32)}
+    # the report's section reads it
+    from bench.report.loading import load_results
+    from bench.report.sections import build_document
+
+    results = load_results(tmp_path)
+    assert results.skipped.empty and len(results.scale) == 1
+    [section] = [s for s in build_document(results).sections if s.title == "At ImageNet scale"]
+    [part] = [s for s in build_document(results).sections if s.level == 3 and s.title == results.scale["hardware_key"][0]]
+    table = part.blocks[0]
+    assert list(table.shown.columns) == ["cost", "growth (exponent)", "8 cores", "32 cores"] and "walk" in set(table.shown["cost"])
