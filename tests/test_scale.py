@@ -37,7 +37,7 @@ def test_fits_classify_growth_and_project_per_core_count():
 
 
 def test_the_manifest_grows_linearly_on_disk_and_its_check_resumes(tmp_path):
-    """Stated in bench/data/manifest.py: about 50 bytes an entry, linear in N; an interrupted check decodes only what it had not."""
+    """Stated in bench/data/manifest.py: at most about 70 bytes an entry, linear in N."""
     jpegs = tree.distinct_jpegs(8, side=32)
     sizes, per_entry = [400, 1200], []
     for n in sizes:
