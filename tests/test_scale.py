@@ -36,7 +36,7 @@ def test_fits_classify_growth_and_project_per_core_count():
     assert [(r["cores"], r["value"]) for r in rows] == [(8, pytest.approx(250)), (32, pytest.approx(62.5))]
 
 
-def test_the_manifest_grows_linearly_on_disk_and_its_check_resumes(tmp_path):
+def test_the_manifest_grows_linearly_on_disk(tmp_path):
     """Stated in bench/data/manifest.py: at most about 70 bytes an entry, linear in N."""
     jpegs = tree.distinct_jpegs(8, side=32)
     sizes, per_entry = [400, 1200], []
