@@ -20,7 +20,7 @@ MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
-FFCV_WRITE_MODES = ("raw", "jpg")
+FFCV_WRITE_MODES = ("auto", "raw", "jpg")  # auto (issue 15): raw when it fits in a share of the free disk, else jpg
 UPDATE_RULES = ("paper", "torch")  # issue 12: bench/optim.py
 # issue 12: what runs saved before update_rule and decay_biases existed trained with; a --rerun of
 # their record or a --resume of their checkpoint keeps it (the optimizer state has one group then).
@@ -98,7 +98,7 @@ class RunConfig:
     dali_prefetch_depth: int = 2
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
-    ffcv_write_mode: str = "raw"
+    ffcv_write_mode: str = "auto"  # issue 15: was "raw", which cannot fit ImageNet on most disks
     ffcv_jpeg_quality: int = 90
     ffcv_resize_rule: str = "paper"
     ffcv_max_side: int = 512

@@ -62,8 +62,8 @@ HELP: dict[str, str] = {
     "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth)",
 
     # FFCV pipeline options
-    "ffcv_write_mode": "how FFCV's .beton stores images: raw (uint8 pixels: exact, FFCV's default, 192 KiB an image) "
-    "or jpg (JPEG at --ffcv-jpeg-quality: about 8x smaller, lossy)",
+    "ffcv_write_mode": "how FFCV's .beton stores images: auto (raw when it takes at most half the cache's free disk, else jpg; "
+    "one line says which), raw (uint8 pixels: exact, FFCV's default, 192 KiB an image) or jpg (JPEG at --ffcv-jpeg-quality: about 8x smaller, lossy)",
     "ffcv_jpeg_quality": "JPEG quality of the .beton's images (1-100; FFCV's default 90)",
     "ffcv_resize_rule": "what the .beton stores: paper (the paper's 256x256 preprocessing, done once) or max-side "
     "(the image as is, longer side capped at --ffcv-max-side; the 256 preprocessing then happens when loading, with OpenCV)",

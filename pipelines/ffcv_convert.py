@@ -10,10 +10,14 @@ What is stored (``ConversionOptions``):
   (FFCV's ``max_resolution``, OpenCV's area resampling); the loader then does the paper's
   preprocessing with FFCV's ``CenterCropRGBImageDecoder`` (central square, resized to 256
   with OpenCV's area resampling: close to, not the same as, PIL's).
-- ``write_mode``: ``"raw"`` (the default, FFCV's own: uint8 pixels, exact, 192 KiB an
-  image at 256 x 256, so 235 GiB for ImageNet's training set; a conversion that cannot fit
-  on the cache's disk is refused before it starts) or ``"jpg"`` (JPEG at ``jpeg_quality``,
-  encoded by OpenCV with 4:2:0 chroma, decoded by libjpeg-turbo: about 8x smaller, lossy).
+- ``write_mode``: ``"raw"`` (FFCV's own: uint8 pixels, exact, 192 KiB an image at
+  256 x 256, so 235 GiB for ImageNet's training set; a conversion that cannot fit on the
+  cache's disk is refused before it starts), ``"jpg"`` (JPEG at ``jpeg_quality``, encoded by
+  OpenCV with 4:2:0 chroma, decoded by libjpeg-turbo: about 8x smaller, lossy) or ``"auto"``
+  (the run's default, :func:`choose_storage`): a ``.beton`` of this split already in the
+  cache in either mode is reused; otherwise raw when it takes at most ``RAW_DISK_SHARE`` of
+  the free disk, else JPEG (at the paper's 256 px and quality 90 unless told otherwise), and
+  one line says which and why.
 
 The file is kept under ``<cache_dir>/ffcv/`` with a name made of the split's name and a
 key hashing the manifest's fingerprint, the split's samples, the options and the versions
@@ -34,7 +38,7 @@ import multiprocessing
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
@@ -49,6 +53,7 @@ from pipelines.torchvision_pipeline import load_rgb, preprocess
 
 CONVERT_VERSION = 1
 MIN_PAGE_SIZE = 8 << 20  # FFCV's default page: 8 MiB
+RAW_DISK_SHARE = 0.5  # write_mode="auto" stores raw pixels only when they take at most this share of the free disk
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class ConversionOptions:
 
     def relevant(self) -> dict:
         """The options that change the stored bytes (the cache key and the record hold these)."""
+        if self.write_mode == "auto":
+            raise ValueError("write_mode 'auto' must be resolved by choose_storage() before it names a file")
         d = asdict(self)
         if self.write_mode == "raw":
             del d["jpeg_quality"]
@@ -222,16 +229,56 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class StorageChoice:
+    """What ``write_mode="auto"`` chose for a split, and the one line that says why."""
+
+    options: ConversionOptions  # resolved: write_mode is "raw" or "jpg"
+    line: str
+
+    def describe(self) -> dict:
+        return {"requested": "auto", "chosen": self.options.write_mode, "raw_disk_share": RAW_DISK_SHARE, "line": self.line}
+
+
+def choose_storage(split: Split, options: ConversionOptions, cache_dir: str | Path, *, free: int | None = None) -> StorageChoice:
+    """Resolve ``write_mode="auto"`` for ``split``: an existing ``.beton`` in either mode, else raw
+    when it fits in ``RAW_DISK_SHARE`` of the free disk (``free`` bytes, measured when None), else JPEG."""
+    raw, jpg = replace(options, write_mode="raw"), replace(options, write_mode="jpg")
+    for candidate in (raw, jpg):
+        if beton_path(cache_dir, split, candidate).is_file():
+            return StorageChoice(candidate, f"FFCV storage: {candidate.describe()}, converted earlier (--ffcv-write-mode auto)")
+    folder = Path(cache_dir) / "ffcv"
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free if free is None else free
+    needed = raw.raw_bytes(len(split))
+    if needed is not None and needed <= RAW_DISK_SHARE * free:
+        return StorageChoice(raw, f"FFCV storage: {raw.describe()} ({needed / 2**30:.1f} GiB, at most {RAW_DISK_SHARE:.0%} of the "
+                                  f"{free / 2**30:.1f} GiB free in {folder}; --ffcv-write-mode auto)")
+    why = ("raw size is not known in advance under --ffcv-resize-rule max-side" if needed is None else
+           f"raw pixels would need {needed / 2**30:.1f} GiB, more than {RAW_DISK_SHARE:.0%} of the {free / 2**30:.1f} GiB free in {folder}")
+    return StorageChoice(jpg, f"FFCV storage: {jpg.describe()} for {split.name} ({len(split)} images): {why} "
+                              "(--ffcv-write-mode raw to insist)")
+
+
+@dataclass(frozen=True)
 class Beton:
     path: Path
     converted: bool  # False: an earlier conversion was reused
     seconds: float  # spent converting (0 when reused)
+    choice: StorageChoice | None = None  # set when write_mode was "auto"
 
 
 def ensure_beton(split: Split, options: ConversionOptions, cache_dir: str | Path, *, workers: int = 1, progress: bool = True) -> Beton:
-    """The ``.beton`` of ``split`` with ``options``, converting it first unless it is already in ``cache_dir``."""
+    """The ``.beton`` of ``split`` with ``options``, converting it first unless it is already in ``cache_dir``.
+
+    ``write_mode="auto"`` is resolved by :func:`choose_storage` under a lock held until the file
+    is complete, so processes started together (ranks) choose the same storage and convert once.
+    """
     if not split.paths:
         raise UserError(f"the {split.name} split has no images to convert for FFCV")
+    if options.write_mode == "auto":
+        with _locked(Path(cache_dir) / "ffcv" / f"{split.name}-{split.fingerprint}-auto.lock"):
+            choice = choose_storage(split, options, cache_dir)
+            return replace(ensure_beton(split, choice.options, cache_dir, workers=workers, progress=progress), choice=choice)
     path = beton_path(cache_dir, split, options)
     if path.is_file():
         return Beton(path, False, 0.0)

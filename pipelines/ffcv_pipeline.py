@@ -76,7 +76,7 @@ STOP_TIMEOUT_S = 60.0
 class FfcvSettings:
     """The run's ``ffcv_*`` settings (``PipelineOptions.extra``, prefix removed); FFCV's defaults where it has them."""
 
-    write_mode: str = "raw"  # how images are stored: raw (exact) or jpg
+    write_mode: str = "auto"  # how images are stored: raw (exact), jpg, or auto (raw if it fits in a share of the free disk)
     jpeg_quality: int = 90
     resize_rule: str = "paper"  # paper: stored 256 x 256 after the paper's preprocessing; max-side: stored as is, capped
     max_side: int = 512  # the longer side's cap under max-side
@@ -232,9 +232,15 @@ class FfcvPipeline(Pipeline):
         self.betons: dict[str, Path] = {}
         self.converted: list[str] = []
         self.one_off_seconds = {"conversion": 0.0, "compile": 0.0}
+        self.storage_choice: dict | None = None
 
     def _beton(self, split: Split) -> Path:
         beton = ensure_beton(split, self.conversion, self.options.cache_dir, workers=max(1, self.options.workers))
+        if beton.choice is not None:  # auto resolved: every later split of this run is stored the same way
+            self.conversion = beton.choice.options
+            self.storage_choice = beton.choice.describe()
+            if self.options.rank == 0:
+                print(beton.choice.line, flush=True)
         if beton.converted:
             self.converted.append(split.name)
             self.one_off_seconds["conversion"] += beton.seconds
@@ -305,8 +311,9 @@ class FfcvPipeline(Pipeline):
         s = self.settings
         return {
             **super().describe(),
-            "decoder": "libjpeg-turbo (FFCV)" if s.write_mode == "jpg" else "none (raw pixels)",
-            "storage": self.conversion.relevant(),
+            "decoder": {"jpg": "libjpeg-turbo (FFCV)", "raw": "none (raw pixels)"}.get(self.conversion.write_mode, "not chosen yet (auto)"),
+            "storage": self.conversion.relevant() if self.conversion.write_mode != "auto" else {"write_mode": "auto"},
+            "storage_choice": self.storage_choice,
             "threads": self.threads,
             "os_cache": s.os_cache,
             "batches_ahead": s.batches_ahead,

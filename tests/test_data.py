@@ -63,7 +63,7 @@ def test_manifest_is_cached_and_invalidated_by_changes(small_copy, tmp_path):
     assert cached.is_file()
     # Mark the cached copy: a second load that reads the cache returns the mark.
     data = json.loads(cached.read_text())
-    data["entries"][0]["reason"] = "from-cache"
+    data["bad"]["0"] = "from-cache"  # columnar: reasons by index
     cached.write_text(json.dumps(data))
     assert load_manifest(small_copy, cache, progress=False).entries[0].reason == "from-cache"
     victim = next((small_copy / "train" / "class_001").iterdir())

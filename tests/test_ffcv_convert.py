@@ -210,3 +210,45 @@ def test_invalid_options_are_refused():
         ConversionOptions(jpeg_quality=0)
     with pytest.raises(ValueError, match="max_side must be in"):
         ConversionOptions(resize_rule="max-side", max_side=100)
+
+
+def test_auto_storage_is_raw_only_within_the_stated_share_of_the_free_disk(manifest, tmp_path):
+    """The default (--ffcv-write-mode auto): raw at 256 x 256 when it fits in RAW_DISK_SHARE of the free disk, else the paper's
+    256 px as JPEG q90, with one line saying so. ImageNet's 1,281,167 training images need 234.6 GiB raw."""
+    from pipelines.ffcv_convert import RAW_DISK_SHARE, choose_storage
+
+    val = manifest.split("val")
+    imagenet = Split("train", val.paths[:1] * 1_281_167, val.labels[:1] * 1_281_167, val.num_classes, val.fingerprint)
+    raw_bytes = 1_281_167 * 256 * 256 * 3
+    roomy = choose_storage(imagenet, ConversionOptions(write_mode="auto"), tmp_path, free=int(raw_bytes / RAW_DISK_SHARE) + 1)
+    assert roomy.options == ConversionOptions(write_mode="raw") and "raw pixels, 256x256 (234.6 GiB" in roomy.line
+    tight = choose_storage(imagenet, ConversionOptions(write_mode="auto"), tmp_path, free=int(raw_bytes / RAW_DISK_SHARE) - 1)
+    assert tight.options == ConversionOptions(write_mode="jpg", jpeg_quality=90, resize_rule="paper", resize=256)
+    assert tight.line.count("\n") == 0 and "JPEG q90, 256x256 for train (1281167 images): raw pixels would need 234.6 GiB" in tight.line
+    assert tight.describe() == {"requested": "auto", "chosen": "jpg", "raw_disk_share": RAW_DISK_SHARE, "line": tight.line}
+
+
+def test_auto_storage_reuses_an_existing_beton_and_records_the_choice(manifest, beton_cache, capsys):
+    """A raw .beton already converted is reused even when the disk is now too full for another (its own bytes fill it)."""
+    from pipelines.ffcv_convert import choose_storage
+
+    val = manifest.split("val")
+    beton = ensure_beton(val, ConversionOptions(write_mode="raw"), beton_cache, workers=2, progress=False)
+    choice = choose_storage(val, ConversionOptions(write_mode="auto"), beton_cache, free=0)
+    assert choice.options.write_mode == "raw" and "converted earlier" in choice.line
+    auto = ensure_beton(val, ConversionOptions(write_mode="auto"), beton_cache, workers=2, progress=False)
+    assert auto.path == beton.path and not auto.converted and auto.choice.options.write_mode == "raw"
+
+
+def test_the_pipeline_defaults_to_auto_and_records_the_choice(manifest, tmp_path, capsys):
+    from pipelines.base import PipelineOptions
+    from pipelines.ffcv_pipeline import FfcvPipeline
+    from pipelines.spec import AugmentSpec
+
+    pipeline = FfcvPipeline(AugmentSpec(), PipelineOptions(batch_size=4, workers=1, cache_dir=str(tmp_path), extra={"compile": False}))
+    assert pipeline.describe()["storage"] == {"write_mode": "auto"} and pipeline.describe()["storage_choice"] is None
+    pipeline.eval_loader(manifest.split("val"))
+    described = pipeline.describe()
+    assert described["storage_choice"]["chosen"] == "raw" and described["storage"]["write_mode"] == "raw"  # 16 small images fit
+    [line] = [l for l in capsys.readouterr().out.splitlines() if l.startswith("FFCV storage:")]
+    assert line == described["storage_choice"]["line"] and "at most 50% of the" in line

@@ -351,7 +351,7 @@ def test_the_runs_ffcv_settings_reach_the_pipeline():
 @pytest.mark.parametrize(
     "setting,message",
     [
-        ({"ffcv_write_mode": "png"}, "--ffcv-write-mode 'png' is not one of: raw, jpg"),
+        ({"ffcv_write_mode": "png"}, "--ffcv-write-mode 'png' is not one of: auto, raw, jpg"),
         ({"ffcv_jpeg_quality": 101}, "--ffcv-jpeg-quality must be in [1, 100], not 101"),
         ({"ffcv_resize_rule": "crop"}, "--ffcv-resize-rule 'crop' is not one of: paper, max-side"),
         ({"ffcv_max_side": 100}, "--ffcv-max-side must be in [256, 16384], not 100"),

@@ -40,6 +40,7 @@ class Results:
     skipped: pd.DataFrame  # file, reason
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> the record as read
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder (relative) -> its suite.json, for each suite's results found
+    scale: pd.DataFrame = field(default_factory=pd.DataFrame)  # issue 15: python -m bench.scale's records (bench/report/scale_section.py)
 
     @property
     def empty(self) -> bool:
@@ -242,6 +243,15 @@ def environment_row(record: dict, file: str) -> dict[str, Any]:
 ROWS: dict[str, Callable[[dict, str], dict[str, Any]]] = {"throughput": throughput_row, "relu-tanh": relu_tanh_row, "accuracy": accuracy_row}
 
 
+def _scale_row(record: dict, file: str) -> dict[str, Any]:  # issue 15: imported here, not at the top, to keep loading.py free of a cycle
+    from bench.report.scale_section import scale_row
+
+    return scale_row(record, file)
+
+
+ROWS["scale"] = _scale_row
+
+
 def record_files(results: Path) -> list[Path]:
     """Every ``*.json`` under ``results``, recursively, in a stable order (the suites' ``suite.json`` apart)."""
     return sorted(p for p in results.rglob("*.json") if p.is_file() and p.name != SUITE_FILE)
@@ -290,6 +300,7 @@ def load_results(results: str | Path) -> Results:
         skipped=pd.DataFrame(skipped, columns=["file", "reason"]),
         records=records,
         suites=suites,
+        scale=_frame(rows["scale"]),
     )
 
 

@@ -127,5 +127,7 @@ def skipped(results: Results) -> list[Section]:
 
 
 def build_document(results: Results) -> Document:
+    from bench.report.scale_section import at_imagenet_scale  # issue 15
+
     return Document("alexnet-bench report", [overview(results), *throughput(results), *relu_tanh(results), *accuracy(results),
-                                             environment(results), *skipped(results)])
+                                             *at_imagenet_scale(results), environment(results), *skipped(results)])

@@ -1,0 +1,1 @@
+"""The ImageNet-scale simulation: ``python -m bench.scale`` (see ``__main__``)."""
