@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -95,10 +94,7 @@ class PaperTransform:
         spec = self.spec
         edge = spec.resize - spec.crop
         if self.train:
-            rng = np.random.default_rng(seed)
-            top, left = (int(v) for v in rng.integers(0, edge + 1, size=2))
-            flip = bool(rng.random() < spec.flip_prob)
-            alpha = rng.normal(0.0, spec.lighting_sigma, size=3) if spec.lighting_sigma > 0 else np.zeros(3)
+            top, left, flip, alpha = spec.draw(seed)
             w, h = img.size
             short = min(w, h)
             x0, x1 = crop_window(w, short, spec.resize, left, spec.crop)
