@@ -119,32 +119,72 @@ def _outputs(images, indices, decoder: str):
 
 
 # The training graph's external source: per sample, the encoded file, its index in the split,
-# and its draws (crop position as crop_mirror_normalize takes it, mirror, the lighting folded
-# into the per-image mean). ``pipelines.dali_pipeline.EpochFeed`` produces them.
-FEED = ("jpegs", "indices", "pos_y", "pos_x", "mirror", "mean")
-FEED_TYPES = (types.UINT8, types.INT64, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT)
+# and its draws (crop offsets in the 256 square, mirror, the lighting folded into the
+# per-image mean). ``pipelines.dali_pipeline.EpochFeed`` produces them.
+FEED = ("jpegs", "indices", "top", "left", "mirror", "mean")
+FEED_TYPES = (types.UINT8, types.INT64, types.INT32, types.INT32, types.INT32, types.FLOAT)
+SLICE_MARGIN = 4  # decoded pixels kept around a crop's input window: more than the filter's reach (scale < 4)
+
+
+def crop_window(n, short, size: int, offset, crop: int):
+    """The input interval ``[start, end)`` along an axis of ``n`` pixels that maps onto ``[offset, offset + crop)``
+    of the central ``size`` square (``centre_square``'s geometry); DataNode arithmetic."""
+    out = (size * n) // short
+    top = _round_half_even_half(out - size) + offset
+    return top * n / out, (top + crop) * n / out
+
+
+def random_crop(jpegs, spec: AugmentSpec, *, top, left, decoder: str, hw_decoder_load: float):
+    """The training crop, resampled straight from its input window, decoding only that window (plus a margin).
+
+    The same sampling grid and filter as cropping ``centre_square``'s square (DALI resamples
+    in floating point): only the region the crop maps back to is decoded
+    (``decoders.image_slice``: libjpeg-turbo skips the rows and columns outside it), and only
+    ``crop x crop`` pixels are resampled instead of the ``size x size`` square.
+    """
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT32)  # H, W after the EXIF rotation
+    h, w = shape[0], shape[1]
+    short = dmath.min(h, w)
+    windows = [crop_window(n, short, spec.resize, offset, spec.crop) for n, offset in ((h, top), (w, left))]
+    first = [fn.cast(dmath.max(dmath.floor(start) - SLICE_MARGIN, 0), dtype=types.INT32) for start, _ in windows]
+    last = [fn.cast(dmath.min(dmath.ceil(end) + SLICE_MARGIN, n), dtype=types.INT32) for (_, end), n in zip(windows, (h, w))]
+    if decoder == "mixed":
+        region = fn.decoders.image_slice(jpegs, start=fn.stack(*first), end=fn.stack(*last), axis_names="HW", device="mixed",
+                                         output_type=types.RGB, hw_decoder_load=hw_decoder_load, jpeg_fancy_upsampling=True)
+    else:
+        region = fn.decoders.image_slice(jpegs, start=fn.stack(*first), end=fn.stack(*last), axis_names="HW", device="cpu", output_type=types.RGB)
+    return fn.resize(
+        region,
+        size=[spec.crop, spec.crop],
+        roi_start=fn.stack(*[start - f for (start, _), f in zip(windows, first)]),
+        roi_end=fn.stack(*[end - f for (_, end), f in zip(windows, first)]),
+        roi_relative=False,
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
+
+
+@pipeline_def
+def train_graph(feed, *, spec: AugmentSpec, decoder: str, hw_decoder_load: float, uint8: bool):
+    """The epoch's files and draws from ``feed`` (an ``external_source`` callable, see ``FEED``):
+    crop (``random_crop``), flip, PCA lighting folded into the mean, normalisation; built once
+    and fed every epoch.
+
+    ``uint8``: crop and flip only; the batch leaves as uint8 with the per-image means, and torch
+    normalises it on the target device (the CPU decoder feeding a GPU).
+    """
+    jpegs, idx, top, left, mirror, mean = fn.external_source(source=feed, num_outputs=len(FEED), batch=True, dtype=list(FEED_TYPES))
+    crop = random_crop(jpegs, spec, top=top, left=left, decoder=decoder, hw_decoder_load=hw_decoder_load)
+    if uint8:
+        return fn.crop_mirror_normalize(crop, mirror=mirror, dtype=types.UINT8, output_layout="CHW"), idx, mean
+    images = fn.crop_mirror_normalize(crop, mirror=mirror, mean=mean, std=[255.0 * s for s in spec.colour.std], dtype=types.FLOAT, output_layout="CHW")
+    return (*_outputs(images, idx, decoder), mean)
 
 
 def crop_uint8(square, spec: AugmentSpec, *, pos_y, pos_x, mirror):
     """Crop ``spec.crop`` at the given position and mirror, no normalisation: uint8 CHW (torch normalises on the device)."""
     return fn.crop_mirror_normalize(square, crop=[spec.crop, spec.crop], crop_pos_y=pos_y, crop_pos_x=pos_x, rounding="round",
                                     mirror=mirror, dtype=types.UINT8, output_layout="CHW")
-
-
-@pipeline_def
-def train_graph(feed, *, spec: AugmentSpec, decoder: str, hw_decoder_load: float, uint8: bool):
-    """The epoch's files and draws from ``feed`` (an ``external_source`` callable, see ``FEED``):
-    crop, flip, PCA lighting folded into the mean, normalisation; built once and fed every epoch.
-
-    ``uint8``: crop and flip only; the batch leaves as uint8 with the per-image means, and torch
-    normalises it on the target device (the CPU decoder feeding a GPU).
-    """
-    jpegs, idx, pos_y, pos_x, mirror, mean = fn.external_source(source=feed, num_outputs=len(FEED), batch=True, dtype=list(FEED_TYPES))
-    square = centre_square(decode(jpegs, decoder=decoder, hw_decoder_load=hw_decoder_load), jpegs, spec.resize)
-    if uint8:
-        return crop_uint8(square, spec, pos_y=pos_y, pos_x=pos_x, mirror=mirror), idx, mean
-    images = crop_normalise(square, spec, pos_y=pos_y, pos_x=pos_x, mirror=mirror, mean=mean)
-    return (*_outputs(images, idx, decoder), mean)
 
 
 @pipeline_def

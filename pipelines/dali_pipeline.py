@@ -143,14 +143,13 @@ class EpochFeed:
             raise StopIteration
         batch = self.batches[self.position]
         self.position += 1
-        edge = self.spec.resize - self.spec.crop
         draws = [self.spec.draw(seed) for _, seed in batch]
         means = lighting_means(self.spec, np.array([alpha for *_, alpha in draws]).reshape(-1, 3))
         return (
             [np.fromfile(self.split.paths[i], dtype=np.uint8) for i, _ in batch],
             [np.array([i], dtype=np.int64) for i, _ in batch],
-            [np.array(top / edge if edge else 0.0, dtype=np.float32) for top, _, _, _ in draws],
-            [np.array(left / edge if edge else 0.0, dtype=np.float32) for _, left, _, _ in draws],
+            [np.array(top, dtype=np.int32) for top, _, _, _ in draws],
+            [np.array(left, dtype=np.int32) for _, left, _, _ in draws],
             [np.array(int(flip), dtype=np.int32) for _, _, flip, _ in draws],
             list(means),
         )
