@@ -125,6 +125,9 @@ class RunConfig:
     sweep_pipelines: str = ""
     sweep_workers: str = ""
     sweep_batch_sizes: str = ""
+    # Issue 14: stock baselines and cores to feed (bench/harness/baselines.py, bench/harness/feeding.py)
+    baselines: bool = False  # also measure the pipeline's library's stock loader, loader-only
+    feed_target: float = 0.0  # img/s a model must be fed (e.g. 15000: one H100); 0: the measured model-only rate only
     # ReLU-vs-tanh harness (bench/harness/relu_tanh.py)
     relu_tanh_lrs: str = "0.0003,0.001,0.003,0.01"
     relu_tanh_sweep_iterations: int = 0
@@ -175,6 +178,10 @@ class RunConfig:
         need(self.ceiling_images >= 1, f"--ceiling-images must be at least 1, not {self.ceiling_images}")
         need(0.0 < self.relu_tanh_target_error < 1.0, f"--relu-tanh-target-error must be in (0, 1), not {self.relu_tanh_target_error}")
         self.sweep_axes()  # parses, or names the bad flag
+        # Issue 14: stock baselines and cores to feed
+        need(self.feed_target >= 0 and math.isfinite(self.feed_target), f"--feed-target must be a rate of 0 or more images/s, not {self.feed_target}")
+        if self.harness != "throughput":
+            need(not self.baselines, "--baselines is for --harness throughput only")
         self.relu_tanh_lr_grid()
         if self.harness != "throughput":
             for name in ("sweep_pipelines", "sweep_workers", "sweep_batch_sizes"):

@@ -90,6 +90,11 @@ HELP: dict[str, str] = {
     "sweep_pipelines": "throughput sweep: comma-separated pipelines, or 'installed'; one record per point (empty: --pipeline alone)",
     "sweep_workers": "throughput sweep: comma-separated worker counts (empty: --workers alone)",
     "sweep_batch_sizes": "throughput sweep: comma-separated batch sizes (empty: --batch-size alone)",
+    # issue 14: stock baselines and cores to feed
+    "baselines": "throughput: also measure the stock training loader of the pipeline's library (pytorch/examples imagenet, DALI's ResNet-50 "
+    "example, ffcv-imagenet), loader-only, in the same run; the record keeps its rate and ours divided by it",
+    "feed_target": "throughput: a rate in images/s the model must be fed (e.g. 15000 for AlexNet on one H100); the report turns the workers sweep "
+    "into the cores each pipeline needs for it (0: the model-only rate measured only)",
     # relu-tanh harness
     "relu_tanh_lrs": "relu-tanh: comma-separated learning rates tried for each activation (the one that trains fastest is kept; --lr is not used)",
     "relu_tanh_sweep_iterations": "relu-tanh: iterations each learning rate gets before the fastest goes on alone (0: each runs until the target, the budget, or it can no longer win)",

@@ -42,6 +42,9 @@ FULL = {
     "relu-tanh": ["--epochs", "20"],
     "accuracy": ["--epochs", "2", "--steps-per-epoch", "12"],
 }
+# Issue 14: in single mode, each pipeline's library's stock loader (--baselines) and a workers sweep
+# for the cores to feed (one more point per pipeline: about 1 min each, the stock loaders about 20 s).
+SINGLE_EXTRA = {"full": ["--baselines", "--sweep-workers", "1,2", "--feed-target", "15000"], "smoke": ["--baselines"]}
 SMOKE_DATA = ["--embedded-classes", "4", "--embedded-train-per-class", "12", "--embedded-val-per-class", "4"]
 SMOKE = {
     "throughput": [*SMOKE_DATA, "--batch-size", "4", "--workers", "1", "--warmup-batches", "1", "--batches-per-repeat", "1",
@@ -85,8 +88,9 @@ def plan(results: Path, *, smoke: bool, cache_dir: str | None, progress: bool) -
     parts = []
     for pipeline in available_pipelines():
         for mode in suite_modes():
+            extra = SINGLE_EXTRA["smoke" if smoke else "full"] if mode == "single" else []
             parts.append((f"throughput {pipeline} {mode}", [*launcher(mode), "--harness", "throughput", "--pipeline", pipeline, "--mode", mode,
-                                                            *settings["throughput"], *common]))
+                                                            *settings["throughput"], *extra, *common]))
     parts.append(("relu-tanh", [*launcher("single"), "--harness", "relu-tanh", *settings["relu-tanh"], *common]))
     parts.append(("accuracy", [*launcher("single"), "--harness", "accuracy", *settings["accuracy"], *common]))
     return parts

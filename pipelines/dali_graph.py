@@ -2,9 +2,10 @@
 from them (the shape of DALI's ResNet-50 example: plain functions over DataNodes, reused by
 graph-only ``@pipeline_def`` functions; batch size, threads, device and seed given at the call).
 
-Every operator here is a DALI operator: there is no Python callback anywhere in the graph.
-The random operators (crop position, flip, lighting coefficients) run on the CPU in both the
-``cpu`` and the ``mixed`` graph, so a seed gives the same draws whichever decoder runs.
+The training graph is built once per loader and fed each epoch's files and random draws
+through one ``external_source`` (files read, draws made by ``pipelines.dali_pipeline.EpochFeed``
+with the torchvision pipeline's ``AugmentSpec.draw``); everything else is a DALI operator. The
+draws do not depend on the decoder, so the ``cpu`` and ``mixed`` graphs draw the same.
 
 Geometry, matched to ``pipelines.torchvision_pipeline.preprocess`` (torchvision's rules):
 the shorter side goes to ``size`` and the longer to ``int(size * long / short)``; the central
@@ -97,35 +98,6 @@ def _position(offset: int, edge: int) -> float:
     return offset / edge if edge else 0.0
 
 
-def random_crop_position(edge: int):
-    """A uniform integer offset in ``[0, edge]``, as the normalised position ``crop_mirror_normalize`` takes."""
-    if edge == 0:
-        return 0.0
-    return fn.random.uniform(values=[_position(k, edge) for k in range(edge + 1)])
-
-
-def lighting_mean(spec: AugmentSpec):
-    """The per-image normalisation mean with the paper's PCA lighting folded in, in 0-255 units.
-
-    ``shift = M @ alpha``, ``M = eigvec * eigval`` (``AugmentSpec.lighting_matrix``), ``alpha ~
-    N(0, sigma)`` per image per use. The spec adds the shift to pixels in [0, 1] before
-    normalising: ``(x / 255 + shift - mean) / std == (x - 255 * (mean - shift)) / (255 * std)``,
-    so the shift becomes a per-image mean for ``crop_mirror_normalize``: three numbers per
-    image instead of a pass over every pixel.
-    """
-    mean = [255.0 * m for m in spec.colour.mean]
-    if spec.lighting_sigma == 0:
-        return mean
-    matrix = spec.lighting_matrix()
-    alpha = fn.random.normal(shape=[3], mean=0.0, stddev=spec.lighting_sigma, dtype=types.FLOAT)
-    a = [alpha[i] for i in range(3)]
-    per_channel = []
-    for c in range(3):
-        shift = float(matrix[c, 0]) * a[0] + float(matrix[c, 1]) * a[1] + float(matrix[c, 2]) * a[2]
-        per_channel.append(mean[c] - 255.0 * shift)
-    return fn.stack(*per_channel)
-
-
 def crop_normalise(square, spec: AugmentSpec, *, pos_y, pos_x, mirror, mean):
     """Crop ``spec.crop`` at the given position, mirror, normalise; float CHW."""
     return fn.crop_mirror_normalize(
@@ -146,35 +118,91 @@ def _outputs(images, indices, decoder: str):
     return images, (indices.gpu() if decoder == "mixed" else indices)
 
 
-@pipeline_def
-def train_graph(files, indices, *, shard_id, num_shards, spec: AugmentSpec, decoder: str, hw_decoder_load: float):
-    """Random crop (uniform integer offsets), flip with ``spec.flip_prob``, PCA lighting, normalisation.
+# The training graph's external source: per sample, the encoded file, its index in the split,
+# and its draws (crop offsets in the 256 square, mirror, the lighting folded into the
+# per-image mean). ``pipelines.dali_pipeline.EpochFeed`` produces them.
+FEED = ("jpegs", "indices", "top", "left", "mirror", "mean")
+FEED_TYPES = (types.UINT8, types.INT64, types.INT32, types.INT32, types.INT32, types.FLOAT)
+SLICE_MARGIN = 4  # decoded pixels kept around a crop's input window: more than the filter's reach (scale < 4)
 
-    The random operators are created in a fixed order (crop top, crop left, flip, lighting),
-    which fixes the seed DALI derives for each from the pipeline's seed.
+
+def crop_window(n, short, size: int, offset, crop: int):
+    """The input interval ``[start, end)`` along an axis of ``n`` pixels that maps onto ``[offset, offset + crop)``
+    of the central ``size`` square (``centre_square``'s geometry); DataNode arithmetic."""
+    out = (size * n) // short
+    top = _round_half_even_half(out - size) + offset
+    return top * n / out, (top + crop) * n / out
+
+
+def random_crop(jpegs, spec: AugmentSpec, *, top, left, decoder: str, hw_decoder_load: float):
+    """The training crop, resampled straight from its input window, decoding only that window (plus a margin).
+
+    The same sampling grid and filter as cropping ``centre_square``'s square (DALI resamples
+    in floating point): only the region the crop maps back to is decoded
+    (``decoders.image_slice``: libjpeg-turbo skips the rows and columns outside it), and only
+    ``crop x crop`` pixels are resampled instead of the ``size x size`` square.
     """
-    jpegs, idx = read(files, indices, shard_id=shard_id, num_shards=num_shards)
-    square = centre_square(decode(jpegs, decoder=decoder, hw_decoder_load=hw_decoder_load), jpegs, spec.resize)
-    edge = spec.resize - spec.crop
-    pos_y, pos_x = random_crop_position(edge), random_crop_position(edge)
-    mirror = fn.random.coin_flip(probability=spec.flip_prob, dtype=types.INT32) if spec.flip_prob > 0 else 0
-    images = crop_normalise(square, spec, pos_y=pos_y, pos_x=pos_x, mirror=mirror, mean=lighting_mean(spec))
-    return _outputs(images, idx, decoder)
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT32)  # H, W after the EXIF rotation
+    h, w = shape[0], shape[1]
+    short = dmath.min(h, w)
+    windows = [crop_window(n, short, spec.resize, offset, spec.crop) for n, offset in ((h, top), (w, left))]
+    first = [fn.cast(dmath.max(dmath.floor(start) - SLICE_MARGIN, 0), dtype=types.INT32) for start, _ in windows]
+    last = [fn.cast(dmath.min(dmath.ceil(end) + SLICE_MARGIN, n), dtype=types.INT32) for (_, end), n in zip(windows, (h, w))]
+    if decoder == "mixed":
+        region = fn.decoders.image_slice(jpegs, start=fn.stack(*first), end=fn.stack(*last), axis_names="HW", device="mixed",
+                                         output_type=types.RGB, hw_decoder_load=hw_decoder_load, jpeg_fancy_upsampling=True)
+    else:
+        region = fn.decoders.image_slice(jpegs, start=fn.stack(*first), end=fn.stack(*last), axis_names="HW", device="cpu", output_type=types.RGB)
+    return fn.resize(
+        region,
+        size=[spec.crop, spec.crop],
+        roi_start=fn.stack(*[start - f for (start, _), f in zip(windows, first)]),
+        roi_end=fn.stack(*[end - f for (_, end), f in zip(windows, first)]),
+        roi_relative=False,
+        interp_type=types.INTERP_LINEAR,
+        antialias=True,
+    )
 
 
 @pipeline_def
-def eval_graph(files, indices, *, shard_id, num_shards, spec: AugmentSpec, decoder: str, hw_decoder_load: float, ten_crop: bool):
+def train_graph(feed, *, spec: AugmentSpec, decoder: str, hw_decoder_load: float, uint8: bool):
+    """The epoch's files and draws from ``feed`` (an ``external_source`` callable, see ``FEED``):
+    crop (``random_crop``), flip, PCA lighting folded into the mean, normalisation; built once
+    and fed every epoch.
+
+    ``uint8``: crop and flip only; the batch leaves as uint8 with the per-image means, and torch
+    normalises it on the target device (the CPU decoder feeding a GPU).
+    """
+    jpegs, idx, top, left, mirror, mean = fn.external_source(source=feed, num_outputs=len(FEED), batch=True, dtype=list(FEED_TYPES))
+    crop = random_crop(jpegs, spec, top=top, left=left, decoder=decoder, hw_decoder_load=hw_decoder_load)
+    if uint8:
+        return fn.crop_mirror_normalize(crop, mirror=mirror, dtype=types.UINT8, output_layout="CHW"), idx, mean
+    images = fn.crop_mirror_normalize(crop, mirror=mirror, mean=mean, std=[255.0 * s for s in spec.colour.std], dtype=types.FLOAT, output_layout="CHW")
+    return (*_outputs(images, idx, decoder), mean)
+
+
+def crop_uint8(square, spec: AugmentSpec, *, pos_y, pos_x, mirror):
+    """Crop ``spec.crop`` at the given position and mirror, no normalisation: uint8 CHW (torch normalises on the device)."""
+    return fn.crop_mirror_normalize(square, crop=[spec.crop, spec.crop], crop_pos_y=pos_y, crop_pos_x=pos_x, rounding="round",
+                                    mirror=mirror, dtype=types.UINT8, output_layout="CHW")
+
+
+@pipeline_def
+def eval_graph(files, indices, *, shard_id, num_shards, spec: AugmentSpec, decoder: str, hw_decoder_load: float, ten_crop: bool, uint8: bool = False):
     """The centre crop at offset ``(resize - crop) // 2`` (as the torchvision pipeline), or the
-    ten views of ``AugmentSpec.ten_crop_offsets()`` stacked as ``10 x 3 x H x W`` per sample."""
+    ten views of ``AugmentSpec.ten_crop_offsets()`` stacked as ``10 x 3 x H x W`` per sample
+    (``uint8``: not normalised, as in ``train_graph``)."""
     jpegs, idx = read(files, indices, shard_id=shard_id, num_shards=num_shards)
     square = centre_square(decode(jpegs, decoder=decoder, hw_decoder_load=hw_decoder_load), jpegs, spec.resize)
     edge = spec.resize - spec.crop
     mean = [255.0 * m for m in spec.colour.mean]
+
+    def view(top: int, left: int, flip: bool):
+        pos_y, pos_x = _position(top, edge), _position(left, edge)
+        if uint8:
+            return crop_uint8(square, spec, pos_y=pos_y, pos_x=pos_x, mirror=int(flip))
+        return crop_normalise(square, spec, pos_y=pos_y, pos_x=pos_x, mirror=int(flip), mean=mean)
+
     if not ten_crop:
-        centre = _position(edge // 2, edge)
-        return _outputs(crop_normalise(square, spec, pos_y=centre, pos_x=centre, mirror=0, mean=mean), idx, decoder)
-    views = [
-        crop_normalise(square, spec, pos_y=_position(top, edge), pos_x=_position(left, edge), mirror=int(flip), mean=mean)
-        for top, left, flip in spec.ten_crop_offsets()
-    ]
-    return _outputs(fn.stack(*views), idx, decoder)
+        return _outputs(view(edge // 2, edge // 2, False), idx, decoder)
+    return _outputs(fn.stack(*[view(t, l, f) for t, l, f in spec.ten_crop_offsets()]), idx, decoder)

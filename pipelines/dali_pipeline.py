@@ -16,29 +16,29 @@ directory scan. DALI's reader is given each sample's index in the split as its "
 the class label is looked up on the target device, so every batch also knows exactly which
 samples it holds (``iter_indexed``).
 
-Order and sharding. Training reads the epoch's permutation from ``pipelines.seeding`` (the
-torchvision pipeline's order), cut to a multiple of the world size and arranged so that
-DALI's contiguous shard ``rank`` (``shard_id``/``num_shards``, ``pad_last_batch=True``) holds
-exactly the samples the torchvision sampler gives that rank: the same samples in the same
-order, every sample once per epoch across ranks. Evaluation reads the manifest's order; rank
-``r`` reads DALI's contiguous block ``[r * N // world_size, (r + 1) * N // world_size)``.
+Order and sharding. Training feeds the graph through one ``external_source`` (``EpochFeed``):
+each epoch, this rank's share of the torchvision sampler's order (``SeededSampler``: the
+epoch's permutation from ``pipelines.seeding``, cut to a multiple of the world size, every
+``world_size``-th sample from ``rank``), the files' bytes, and each sample's draws. Evaluation
+reads the manifest's order with DALI's reader; rank ``r`` reads DALI's contiguous block
+``[r * N // world_size, (r + 1) * N // world_size)``.
 
-Seeding: what DALI guarantees and what it does not.
+Seeding. DALI's own randomness is not used in training: ``random_shuffle`` is a local buffer
+shuffle, ``shuffle_after_epoch`` seeds with a constant plus DALI's epoch counter, and its random
+operators draw per sample *slot* from the pipeline's seed, so choosing an epoch used to mean
+rebuilding the pipeline with a new seed every epoch (nvJPEG set-up inside the epoch; issue 13).
+Instead each sample's crop, flip and lighting are ``AugmentSpec.draw(draw_seed(seed, epoch,
+index))``, the torchvision pipeline's own numbers, made in Python (a few microseconds per
+sample) and fed with the files. So the graph is built once per loader, ``set_epoch(e)``
+reproduces epoch ``e`` exactly (also after a resume), and the draws do not depend on threads,
+prefetch depth, batch size, world size or the decoder. DALI cannot reset a pipeline in the
+middle of an epoch: a pass left early (``--steps-per-epoch``, a new ``iter()``) costs one rebuild.
 
-* Sample order is ours, not DALI's: its ``random_shuffle`` is a local buffer shuffle, and
-  ``shuffle_after_epoch`` seeds its shuffle with a constant plus DALI's own epoch counter (the
-  file loader's source), not with the pipeline's seed, and cannot start at epoch ``e``. Ours
-  can: any epoch's order is a function of ``(seed, epoch)``.
-* DALI draws the random numbers of a batch from per-sample-slot generators seeded from the
-  pipeline's seed: the draw for the sample at position ``p`` of an epoch depends on the seed
-  and on ``p`` (its batch and slot), not on the sample, and not on the number of threads or
-  the prefetch depth (tested). Each training epoch is a freshly built DALI pipeline seeded
-  from ``(seed, epoch, rank)``, so ``set_epoch(e)`` reproduces epoch ``e`` exactly, also after
-  a resume. Unlike the torchvision pipeline, whose draws follow ``(seed, epoch, sample)``, a
-  different batch size or world size gives the samples different draws.
-* The random operators run on the CPU in both graphs, so the ``cpu`` and ``mixed`` graphs draw
-  the same crops, flips and lighting for a seed; their pixels still differ slightly (nvJPEG
-  and the GPU resampler are not bit-exact with libjpeg-turbo and the CPU resampler).
+Output. In the CPU graph on a CPU run, and in the mixed graph (on the GPU, handed over through
+DLPack without a copy), DALI normalises and the batch is float. When the CPU decoder feeds a
+CUDA device (``--dali-decoder cpu`` or a GPU DALI cannot use), the graph stops at the uint8
+crop: torch pins it, copies it without blocking and normalises it on the device with the
+per-image means (4x fewer bytes than float32 over the bus, no synchronous pageable copy).
 
 Equivalence with the torchvision pipeline (augmentation off, same files, evaluation crops;
 DALI 2.4.0 CPU graph, x86_64, measured on the 3,100 embedded images and the 64 test images):
@@ -49,16 +49,16 @@ image's own edge PIL renormalises its filter where DALI repeats the edge pixel, 
 corner views contain them. ``tests/test_dali_pipeline.py`` holds the pipelines to that.
 
 Throughput defaults: ``num_threads`` from ``options.workers`` (the CPU count unless set; 0
-means the CPU count), ``prefetch_queue_depth`` from ``prefetch_depth`` (2), the evaluation
-pipeline built once and reused every epoch, no Python in the graph. A training pipeline is
-rebuilt every epoch (the price of choosing the epoch's order and seed freely): about 0.06 s
-for the embedded data on a CPU, about 2 s for a 1.3M-file list (an ImageNet-sized epoch).
+means the CPU count), ``prefetch_queue_depth`` from ``prefetch_depth`` (2), the training graph
+built once per loader and the evaluation graph once per loader, no Python in the graph (the
+external source's feed runs in the iterating thread, ahead by the prefetch depth).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from typing import Any, Iterator
 
@@ -71,11 +71,11 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 from bench.errors import UserError
 from pipelines.base import Batch, Loader, Pipeline, PipelineOptions, Split
 from pipelines.dali_graph import READER, eval_graph, train_graph
-from pipelines.seeding import epoch_permutation
+from pipelines.torchvision_pipeline import SeededSampler
 from pipelines.spec import AugmentSpec
 
 DECODERS = ("auto", "mixed", "cpu")
-DEFAULTS: dict[str, Any] = {"decoder": "auto", "hw_decoder_load": 0.65, "prefetch_depth": 2}
+DEFAULTS: dict[str, Any] = {"decoder": "auto", "hw_decoder_load": 0.65, "prefetch_depth": 2, "uint8_output": False}
 
 
 def choose_decoder(requested: str, device: torch.device) -> str:
@@ -94,26 +94,74 @@ def choose_decoder(requested: str, device: torch.device) -> str:
     return "cpu"
 
 
-def pipeline_seed(seed: int, epoch: int, rank: int) -> int:
-    """A 63-bit DALI pipeline seed for one training epoch of one rank (ranks draw differently)."""
-    return int(np.random.SeedSequence([seed, epoch, rank, 0xDA11]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:
     """DALI's contiguous shard ``rank`` of ``num_samples``: ``[start, end)``."""
     return rank * num_samples // world_size, (rank + 1) * num_samples // world_size
 
 
-def training_order(num_samples: int, seed: int, epoch: int, world_size: int) -> np.ndarray:
-    """The epoch's file order as DALI reads it: the seeded permutation cut to a multiple of
-    ``world_size``, rank ``r``'s strided share ``order[r::world_size]`` laid out as block ``r``."""
-    order = epoch_permutation(num_samples, seed, epoch)
-    order = order[: num_samples - num_samples % world_size]
-    return np.concatenate([order[r::world_size] for r in range(world_size)])
+def lighting_means(spec: AugmentSpec, alphas: np.ndarray) -> np.ndarray:
+    """Per-image normalisation means with the paper's lighting folded in, 0-255 units (``N x 3`` float32).
+
+    The spec adds ``shift = M @ alpha`` to pixels in [0, 1] before normalising: ``(x / 255 +
+    shift - mean) / std == (x - 255 * (mean - shift)) / (255 * std)``, so the shift becomes a
+    per-image mean for ``crop_mirror_normalize``: three numbers per image instead of a pass
+    over every pixel.
+    """
+    shifts = alphas @ spec.lighting_matrix().T
+    return (255.0 * (np.asarray(spec.colour.mean)[None, :] - shifts)).astype(np.float32)
+
+
+class EpochFeed:
+    """The training graph's ``external_source``: this rank's share of one epoch, batch by batch.
+
+    ``start(epoch)`` chooses the epoch; each call returns the next batch as ``FEED``'s columns
+    (the files' bytes, their split indices, their draws) and ``StopIteration`` after the last.
+    The order is the torchvision sampler's (``SeededSampler``) and each sample's draws are
+    ``AugmentSpec.draw(draw_seed(seed, epoch, index))``: the torchvision pipeline's numbers.
+    """
+
+    def __init__(self, split: Split, spec: AugmentSpec, options: PipelineOptions, *, drop_last: bool) -> None:
+        self.split, self.spec, self.seed, self.batch_size, self.drop_last = split, spec, options.seed, options.batch_size, drop_last
+        self.sampler = SeededSampler(len(split), seed=options.seed, shuffle=True, rank=options.rank, world_size=options.world_size)
+        self.batches: list[list[tuple[int, int]]] = []
+        self.position = 0
+
+    def start(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        samples = list(self.sampler)
+        b = self.batch_size
+        stop = len(samples) - len(samples) % b if self.drop_last else len(samples)
+        self.batches = [samples[i : i + b] for i in range(0, stop, b)]
+        self.position = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.position >= len(self.batches)
+
+    def __call__(self) -> tuple[list[np.ndarray], ...]:
+        if self.finished:
+            raise StopIteration
+        batch = self.batches[self.position]
+        self.position += 1
+        draws = [self.spec.draw(seed) for _, seed in batch]
+        means = lighting_means(self.spec, np.array([alpha for *_, alpha in draws]).reshape(-1, 3))
+        return (
+            [np.fromfile(self.split.paths[i], dtype=np.uint8) for i, _ in batch],
+            [np.array([i], dtype=np.int64) for i, _ in batch],
+            [np.array(top, dtype=np.int32) for top, _, _, _ in draws],
+            [np.array(left, dtype=np.int32) for _, left, _, _ in draws],
+            [np.array(int(flip), dtype=np.int32) for _, _, flip, _ in draws],
+            list(means),
+        )
 
 
 class DaliLoader(Loader):
-    """One split through one DALI graph, as the contract's ``(images, labels)`` batches on the target device."""
+    """One split through one DALI graph, as the contract's ``(images, labels)`` batches on the target device.
+
+    Training: one graph for the loader's life, fed each epoch by an ``EpochFeed``; it is
+    rebuilt only when a pass was left before its end (DALI cannot reset a pipeline mid-epoch).
+    Evaluation: one graph reading the manifest's order, reused every pass.
+    """
 
     def __init__(self, owner: "DaliPipeline", split: Split, *, train: bool, ten_crop: bool = False, drop_last: bool = False) -> None:
         o = owner.options
@@ -127,7 +175,9 @@ class DaliLoader(Loader):
         start, end = shard_bounds(usable, o.rank, o.world_size)
         self.shard_size = end - start
         self._labels = torch.tensor(split.labels, dtype=torch.int64, device=owner.device)
-        self._iterator: DALIGenericIterator | None = None  # kept between passes for evaluation only
+        self._feed = EpochFeed(split, owner.spec, o, drop_last=drop_last) if train else None
+        self._iterator: DALIGenericIterator | None = None
+        self._at_epoch_end = False  # the kept iterator finished a pass and can be reset for the next
 
     def __len__(self) -> int:
         b = self.owner.options.batch_size
@@ -141,56 +191,83 @@ class DaliLoader(Loader):
         """Training: the next pass reads epoch ``epoch``'s order and draws. Evaluation: no effect."""
         self.epoch = epoch
 
-    def files(self) -> tuple[list[str], list[int]]:
-        """The file list DALI reads this epoch (all ranks' shards, in DALI's shard layout) and each file's split index."""
-        o = self.owner.options
-        order = training_order(len(self.split), o.seed, self.epoch, o.world_size) if self.train else np.arange(len(self.split))
-        return [self.split.paths[i] for i in order], order.tolist()
-
     def _build(self) -> DALIGenericIterator:
         o, owner = self.owner.options, self.owner
-        files, indices = self.files()
-        common = dict(
-            files=files,
-            indices=indices,
-            shard_id=o.rank,
-            num_shards=o.world_size,
-            spec=owner.spec,
-            decoder=owner.decoder,
-            hw_decoder_load=owner.settings["hw_decoder_load"],
-            batch_size=o.batch_size,
-            num_threads=owner.threads,
-            device_id=owner.device_id,
-            prefetch_queue_depth=owner.settings["prefetch_depth"],
-        )
+        common = dict(spec=owner.spec, decoder=owner.decoder, hw_decoder_load=owner.settings["hw_decoder_load"], uint8=owner.uint8_output,
+                      batch_size=o.batch_size, num_threads=owner.threads, device_id=owner.device_id, prefetch_queue_depth=owner.settings["prefetch_depth"])
         if self.train:
-            pipe = train_graph(**common, seed=pipeline_seed(o.seed, self.epoch, o.rank))
+            pipe = train_graph(self._feed, **common, seed=o.seed)  # no DALI random operator: the feed draws
         else:
-            pipe = eval_graph(**common, ten_crop=self.ten_crop, seed=o.seed)
+            pipe = eval_graph(list(self.split.paths), list(range(len(self.split))), shard_id=o.rank, num_shards=o.world_size, **common,
+                              ten_crop=self.ten_crop, seed=o.seed)
         started = time.perf_counter()
         pipe.build()
         owner.record_build(time.perf_counter() - started)
+        if self.train:  # the feed ends the epoch itself (StopIteration); its batches are already whole or partial as asked
+            return DALIGenericIterator([pipe], ["images", "indices", "means"], last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False)
         policy = LastBatchPolicy.DROP if self.drop_last else LastBatchPolicy.PARTIAL
         return DALIGenericIterator([pipe], ["images", "indices"], reader_name=READER, last_batch_policy=policy, auto_reset=True)
+
+    def _start_pass(self) -> DALIGenericIterator:
+        if not self.train:
+            return self._iterator if self._iterator is not None else self._build()
+        self._feed.start(self.epoch)  # before the (re)start: DALI calls the feed as soon as it prefetches
+        if self._iterator is not None and self._at_epoch_end:
+            self._iterator.reset()
+            return self._iterator
+        self._iterator = None  # none yet, or left mid-epoch: build (DALI cannot reset mid-epoch)
+        return self._build()
 
     def iter_indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """One pass as ``(images, labels, indices)``: ``indices`` are the samples' positions in the split."""
         if len(self) == 0:
             return
-        iterator = self._iterator if self._iterator is not None else self._build()
-        self._iterator = None
-        finished = False
         try:
-            for [batch] in iterator:
-                indices = batch["indices"].view(-1).to(self.owner.device, dtype=torch.int64)
-                images = batch["images"].to(self.owner.device)
+            iterator = self._start_pass()  # DALI runs the first batch here
+        except RuntimeError as err:
+            raise self.named_failure(err, 0) from err
+        self._iterator, self._at_epoch_end = None, False
+        owner = self.owner
+        finished = False
+        served = 0
+        try:
+            for [batch] in self._named_errors(iterator, lambda: served):
+                served += 1
+                indices = batch["indices"].view(-1).to(owner.device, dtype=torch.int64)
+                images = batch["images"]
+                if owner.uint8_output:  # uint8 on the host: pinned, copied without blocking, normalised on the device
+                    means = batch["means"] if self.train else owner.eval_means.expand(images.shape[0], 3)
+                    images = owner.normalise(images.pin_memory() if owner.device.type == "cuda" else images, means)
+                else:
+                    images = images.to(owner.device)
                 yield images, self._labels[indices], indices
             finished = True
         finally:
-            # A finished evaluation pass has reset itself and holds no random state: reuse it.
-            # A training pass, or one left early, is rebuilt for the next pass.
-            if finished and not self.train:
-                self._iterator = iterator
+            # A finished pass is kept: evaluation reuses it as is, training resets it for the next epoch.
+            # A pass left early is dropped, and the next builds a new graph.
+            if finished:
+                self._iterator, self._at_epoch_end = iterator, True
+
+    def _named_errors(self, iterator: DALIGenericIterator, served) -> Iterator:
+        """DALI's batches, with ``named_failure`` on a failed decode."""
+        batches = iter(iterator)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as err:
+                raise self.named_failure(err, served()) from err
+            yield batch
+
+    def named_failure(self, err: RuntimeError, batch: int) -> RuntimeError:
+        """The training graph's external source carries no file name: a failed decode of sample ``#k``
+        of batch ``batch`` (DALI counts within a batch) is given its file's path; other errors pass as they are."""
+        found = re.search(r"Failed to decode sample #(\d+)", str(err))
+        if not self.train or not found or batch >= len(self._feed.batches) or int(found.group(1)) >= len(self._feed.batches[batch]):
+            return err
+        index, _ = self._feed.batches[batch][int(found.group(1))]
+        return RuntimeError(f"Failed to decode sample #{found.group(1)} of batch {batch}: {self.split.paths[index]}\n{err}")
 
     def __iter__(self) -> Iterator[Batch]:
         for images, labels, _ in self.iter_indexed():
@@ -219,8 +296,21 @@ class DaliPipeline(Pipeline):
         self.decoder = choose_decoder(self.settings["decoder"], self.device)
         self.device_id = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if self.decoder == "mixed" else None
         self.threads = options.workers or os.cpu_count() or 1
+        # The CPU decoder feeding a GPU hands torch uint8 crops, normalised on the device (4x less
+        # to copy, pinned); "uint8_output" in the options forces it (tests compare it on a CPU).
+        self.uint8_output = self.decoder == "cpu" and (self.device.type == "cuda" or bool(self.settings["uint8_output"]))
+        self.mean255 = torch.tensor([255.0 * m for m in spec.colour.mean], device=self.device)
+        self.std255 = torch.tensor([255.0 * s for s in spec.colour.std], device=self.device).view(1, 3, 1, 1)
+        self.eval_means = self.mean255.view(1, 3)
         self.build_seconds = 0.0
         self.builds = 0
+
+    def normalise(self, images: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """uint8 ``N x 3 x H x W`` (or ``N x 10 x 3 x H x W``) on the host to ``(x - mean) / std`` (0-255 units; ``means`` per image) on the device."""
+        x = images.to(self.device, non_blocking=True).float()
+        shape = (-1,) + (1,) * (x.dim() - 4) + (3, 1, 1)
+        x -= means.to(self.device, non_blocking=True).view(shape)
+        return x.div_(self.std255.view((1,) * (x.dim() - 3) + (3, 1, 1)))
 
     def record_build(self, seconds: float) -> None:
         self.build_seconds += seconds
@@ -241,13 +331,14 @@ class DaliPipeline(Pipeline):
             "device_id": self.device_id,
             "threads": self.threads,
             "prefetch_depth": self.settings["prefetch_depth"],
+            "output": "uint8, normalised by torch on the device" if self.uint8_output else "float, normalised by DALI",
             "pipeline_builds": self.builds,
             "dali_version": dali_version,
             "one_off_seconds": {"pipeline_build": self.build_seconds},
             "determinism": {
                 "order": True,
                 "augmentation": True,
-                "note": "order from (seed, epoch) as torchvision's; draws from (seed, epoch, rank) and the sample's position "
-                "in the epoch: independent of threads and prefetch depth, not of batch size or world size",
+                "note": "order and draws those of the torchvision pipeline, from (seed, epoch, sample index), fed through "
+                "external_source: independent of threads, prefetch depth, batch size, world size and the decoder",
             },
         }

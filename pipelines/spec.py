@@ -77,6 +77,16 @@ class AugmentSpec:
         """3x3 matrix M with shift = M @ alpha: columns are eigvec[:, i] * eigval[i]."""
         return np.asarray(self.colour.eigvec, dtype=np.float64) * np.asarray(self.colour.eigval)[None, :]
 
+    def draw(self, seed: int) -> tuple[int, int, bool, np.ndarray]:
+        """One use of one image: crop ``(top, left)`` uniform in ``[0, resize - crop]``, flip with
+        ``flip_prob``, lighting ``alpha ~ N(0, lighting_sigma)`` (3; zeros when off), from ``seed``
+        (``pipelines.seeding.draw_seed``). The torchvision and DALI pipelines draw through this."""
+        rng = np.random.default_rng(seed)
+        top, left = (int(v) for v in rng.integers(0, self.resize - self.crop + 1, size=2))
+        flip = bool(rng.random() < self.flip_prob)
+        alpha = rng.normal(0.0, self.lighting_sigma, size=3) if self.lighting_sigma > 0 else np.zeros(3)
+        return top, left, flip, alpha
+
     def ten_crop_offsets(self) -> list[tuple[int, int, bool]]:
         """(top, left, flipped) of the paper's ten test views, in a fixed order shared by all pipelines."""
         edge = self.resize - self.crop

@@ -1,7 +1,7 @@
 """A small results directory of real records for the report and notebook tests: real harness
 runs at tiny sizes (in this process, to spare a torch start-up per run), made once per session.
 
-- a throughput sweep (torchvision, single mode) over workers (0, 1) and batch sizes (2, 64):
+- a throughput sweep (torchvision, single mode, with the stock baseline and a feed target) over workers (0, 1) and batch sizes (2, 64):
   the batch-64 points fail for real (the 48-image split gives no full batch) and are recorded
   as failed with their error (AlexNet's training steps make each measured point cost 15-30 s
   on a 2-core CPU, so there are only three);
@@ -28,7 +28,8 @@ ACCURACY = dict(embedded_classes=4, embedded_train_per_class=12, embedded_val_pe
 def make_results(out: Path, data: Path, cache_dir: Path) -> Path:
     """Run every harness into ``out`` (its records under ``out/records``); returns ``out``."""
     common = {"cache_dir": str(cache_dir), "out": str(out)}
-    throughput.run(RunConfig.with_preset({**THROUGHPUT, **common, "data": str(data), "sweep_workers": "0,1", "sweep_batch_sizes": "2,64"}))
+    throughput.run(RunConfig.with_preset({**THROUGHPUT, **common, "data": str(data), "sweep_workers": "0,1", "sweep_batch_sizes": "2,64",
+                                                "baselines": True, "feed_target": 15000.0}))
     throughput.run(RunConfig.with_preset({**THROUGHPUT, **common, "data": str(data), "mode": "model-parallel"}))
     relu_tanh.run(RunConfig.with_preset({**RELU_TANH, **common, "relu_tanh_target_error": 0.6, "relu_tanh_lrs": "0.003", "epochs": 15}))
     relu_tanh.run(RunConfig.with_preset({**RELU_TANH, **common, "relu_tanh_lrs": "0.001", "epochs": 1}))

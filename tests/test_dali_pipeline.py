@@ -343,6 +343,54 @@ def test_set_epoch_reproduces_an_epoch_after_a_resume(manifest):
 
 
 @needs_dali
+def test_training_graph_is_built_once_not_every_epoch(manifest):
+    """Issue 13 defect 7: epochs are fed through external_source; only a pass left early costs a rebuild."""
+    p = make(seed=1)
+    loader = p.train_loader(manifest.split("train"))
+    first = [epoch(loader, e) for e in range(3)]
+    assert p.describe()["pipeline_builds"] == 1
+    assert not torch.equal(first[0][2], first[1][2])  # each epoch its own order
+    loader.set_epoch(0)
+    next(iter(loader))  # left after one batch
+    assert torch.equal(epoch(loader, 0)[0], first[0][0]) and p.describe()["pipeline_builds"] == 2
+
+
+@needs_dali
+def test_training_draws_are_the_torchvision_pipelines(manifest):
+    """Same seed: the same samples with the same crops, flips and lighting as the torchvision pipeline.
+
+    The pixels differ as the two pipelines' resamplers do: DALI resamples the 256 square
+    (the evaluation bound: at most 1 level inside the image, up to 10 on the image's own edge),
+    torchvision the crop's window (at most 1 level from its own square): so at most 11 levels,
+    the mean within the evaluation bound's 0.2."""
+    split = manifest.split("train")
+    spec = AugmentSpec()
+    xd, yd, idx = epoch(make(spec, seed=7, batch_size=16).train_loader(split))
+    tv = make(spec, "torchvision", seed=7, batch_size=16, workers=0).train_loader(split)
+    tv.set_epoch(0)
+    xt, yt = (torch.cat(parts) for parts in zip(*tv))
+    assert torch.equal(yd, yt)
+    d = ((xd - xt) * torch.tensor(spec.colour.std).view(3, 1, 1) * 255).abs()
+    assert d.mean() < 0.2 and d.max() < 12
+
+
+@needs_dali
+@pytest.mark.parametrize("ten_crop", [False, True], ids=["train", "ten-views"])
+def test_uint8_output_normalised_by_torch_matches_dalis_normalisation(manifest, ten_crop):
+    """Issue 13 defect 9: the CPU decoder feeding a GPU hands torch uint8 (pinned on CUDA) and torch normalises;
+    forced here on the CPU, the result is DALI's own float output up to float rounding."""
+    split = manifest.split("val" if ten_crop else "train")
+    plain, small = make(seed=3), make(seed=3, extra={"uint8_output": True})
+    assert small.uint8_output and not plain.uint8_output
+    if ten_crop:
+        (a, ya), (b, yb) = next(iter(plain.eval_loader(split, ten_crop=True))), next(iter(small.eval_loader(split, ten_crop=True)))
+    else:
+        (a, ya, _), (b, yb, _) = epoch(plain.train_loader(split)), epoch(small.train_loader(split))
+    assert torch.equal(ya, yb) and a.shape == b.shape and b.dtype == torch.float32
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+@needs_dali
 def test_two_shards_see_every_sample_once_per_epoch(manifest):
     """47 training samples on 2 ranks: 46 used (as the torchvision sampler), 23 each, disjoint, in that sampler's order."""
     full = manifest.split("train")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -56,6 +57,38 @@ def built(report_results, tmp_path_factory) -> tuple[Path, list[dict]]:
     return out, records(report_results)
 
 
+def stats_median(metrics: dict, phase: str) -> float:
+    return metrics[phase]["images_per_s"]["median"]
+
+
+def test_cores_to_feed_headline_and_scaling_plot(built):
+    """Issue 14: cores to feed from the records (rate per busy core), the headline from the records, the rate-vs-workers plot."""
+    out, recs = built
+    key = recs[0]["provenance"]["hardware"]["key"]
+    slug_key = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+    feeding = csv(out, f"feeding-{slug_key}")
+    sweep = [r for r in recs if r["harness"] == "throughput" and r["sweep"] and r["status"] == "complete"]
+    top = max(sweep, key=lambda r: r["workers"])
+    row = feeding.set_index("run_id").loc[top["run_id"]]  # single mode's row: its point with the most workers
+    m = top["metrics"]
+    per_core = stats_median(m, "loader_only") / m["loader_only"]["resources"]["cpu_cores_busy"]
+    assert row["pipeline"] == "torchvision" and row["rate_per_core"] == pytest.approx(per_core)
+    assert row["cores_to_feed_target"] == math.ceil(15000 / per_core)
+    assert row["cores_to_feed_model"] == math.ceil(stats_median(m, "model_only") / per_core)
+    markdown = (out / "REPORT.md").read_text()
+    overview = markdown.split("## Throughput")[0]
+    assert f"**{key}**" in overview and "cores to feed: torchvision" in overview and "runs at " in overview
+    assert f"{int(row['cores_to_feed_target'])} to feed 15000 img/s" in overview
+    assert (out / "figures" / f"workers-scaling-{slug_key}.png").is_file()
+
+
+def test_feeding_arithmetic():
+    from bench.harness.feeding import cores_to_feed, rate_per_core
+
+    assert rate_per_core(300.0, 1.5) == 200.0 and rate_per_core(300.0, 0.0) is None and rate_per_core(None, 1.0) is None
+    assert cores_to_feed(15000.0, 200.0) == 75 and cores_to_feed(15001.0, 200.0) == 76 and cores_to_feed(0.0, 200.0) is None
+
+
 @pytest.mark.slow
 def test_the_records_are_what_the_test_meant_them_to_be(built):
     _, recs = built
@@ -80,7 +113,7 @@ def test_throughput_csv_and_markdown_hold_the_records_figures(built):
         line = table_line(markdown, record["run_id"], "stall fraction")
         assert row["status"] == record["status"] and row["hardware_key"] == key
         assert row["pipeline"] == record["pipeline"]["name"] and row["batch_size"] == record["batch_size"] and row["workers"] == record["workers"]
-        assert row["pipeline_decoder"] == record["pipeline"]["decoder"] and f"| {record['pipeline']['decoder']} " in line
+        assert row["pipeline_decoder"] == record["pipeline"]["decoder"]  # the CSV only: the page keeps the key columns
         if record["status"] != "complete":
             assert row["error"] == record["error"] and pd.isna(row["end_to_end_median"])
             failed = table_line(markdown, record["run_id"], "error")
@@ -92,7 +125,12 @@ def test_throughput_csv_and_markdown_hold_the_records_figures(built):
             assert row[f"{phase}_median"] == pytest.approx(stats["median"]) and row[f"{phase}_q1"] == pytest.approx(stats["q1"])
             assert f"{stats['median']:.1f} [{stats['q1']:.1f}-{stats['q3']:.1f}]" in line
         assert row["ceiling_cpu_median"] == pytest.approx(m["decode_ceiling"]["cpu"]["images_per_s"]["median"])
-        assert f"{m['decode_ceiling']['cpu']['images_per_s']['median']:.1f}" in line
+        assert f"| {m['loader_share_of_ceiling']['cpu']:.2f} " in line
+        if "stock_baseline" in m:  # issue 14: the ratio to the library's stock loader beside the pipeline
+            stock = m["stock_baseline"]
+            assert row["stock_ratio"] == pytest.approx(stock["ratio"]) and f"| {stock['ratio']:.2f}x " in line
+            assert row["stock_loader_only_median"] == pytest.approx(stock["loader_only"]["images_per_s"]["median"])
+            assert stock["ratio"] == pytest.approx(stats_median(m, "loader_only") / stock["loader_only"]["images_per_s"]["median"])
         assert row["stall_fraction"] == pytest.approx(m["stall_fraction"]) and f"| {m['stall_fraction']:.3f} " in line
         assert row["loader_share_cpu"] == pytest.approx(m["loader_share_of_ceiling"]["cpu"])
         assert row["one_off_first_batch_s"] == pytest.approx(record["one_off_seconds"]["harness"]["first_batch_s"])
@@ -100,6 +138,8 @@ def test_throughput_csv_and_markdown_hold_the_records_figures(built):
             assert row[f"one_off_{record['pipeline']['name']}_{what.removesuffix('_s')}_s"] == pytest.approx(seconds)
         if record["mode"]["emulated"]:
             assert "emulated" in row["mode_label"] and "emulated" in line
+    assert len(line.split("|")) <= 16  # the page keeps the key columns; the rest is in the CSV
+    assert any("stock_baseline" in r["metrics"] for r in throughput if r["status"] == "complete")
     sweeps = {r["sweep"]["id"] for r in throughput if r["sweep"]}
     assert len(sweeps) == 1
     figures = {p.name for p in (out / "figures").glob("*.png")}

@@ -22,6 +22,9 @@ def test_the_plan_covers_every_installed_pipeline_in_every_mode(tmp_path):
     for _, command in parts:
         assert command[:3] == [sys.executable, "-m", "bench.run"]
         assert command[command.index("--out") + 1] == str(tmp_path) and "--no-progress" in command
+    for name, command in parts:  # issue 14: single mode measures the stock loaders and sweeps workers for the cores to feed
+        if name.startswith("throughput") and name.endswith(" single"):
+            assert "--baselines" in command and command[command.index("--sweep-workers") + 1] == "1,2" and "--feed-target" in command
 
 
 @pytest.mark.slow

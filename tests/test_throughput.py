@@ -135,3 +135,42 @@ def test_one_point_on_a_gpu_synchronises_and_measures_nvjpeg(small_root, cache_d
     assert m["loader_share_of_ceiling"]["nvjpeg"] == pytest.approx(m["loader_only"]["images_per_s"]["median"] / nvjpeg["images_per_s"]["median"])
     for phase in ("loader_only", "end_to_end", "model_only"):
         assert m[phase]["resources"]["cuda_max_allocated_bytes"] > 0
+
+
+# --- issue 14: each library's stock loader as a baseline ----------------------------------------
+
+
+# FFCV first, torchvision's not here: the .beton writer and DataLoader workers fork, and a fork after
+# DALI's or FFCV's threads ran in this process can hang. torchvision's stock loader is measured for
+# real in tests/report_records.py (the sweep with --baselines) and checked in tests/test_report.py.
+@pytest.mark.parametrize("name", [n for n in ("ffcv", "dali") if n in registry.available_pipelines()])
+def test_stock_baseline_of_each_installed_library_is_measured(name, manifest, cache_dir):
+    """The library's own stock loader (pipelines/stock), real, loader-only: contract-shaped batches, three timed repeats, the ratio."""
+    from bench.harness.baselines import measure_stock, ratio_to_stock
+    from bench.harness.throughput import Protocol
+    from pipelines import stock
+
+    split = manifest.split("train")
+    loader = stock.build(name, split, crop=227, batch_size=8, workers=1, seed=0, device=torch.device("cpu"), cache_dir=str(cache_dir))
+    images, labels = next(iter(loader))
+    loader.close()
+    assert images.shape == (8, 3, 227, 227) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert set(labels.tolist()) <= set(split.labels) and -3 < images.mean() < 3  # normalised with ImageNet's mean and std
+    protocol = Protocol(warmup_batches=1, batches_per_repeat=1, loader_batches_per_repeat=2, repeats=3, ceiling_images=8)
+    result = measure_stock(name, split, crop=227, batch_size=8, workers=1, seed=0, device=torch.device("cpu"), cache_dir=str(cache_dir), protocol=protocol)
+    check_stats(result["loader_only"]["images_per_s"], 3)
+    assert result["name"] == name and result["reproduces"] == stock.describe(name)
+    assert ratio_to_stock(100.0, result) == pytest.approx(100.0 / result["loader_only"]["images_per_s"]["median"])
+    assert ratio_to_stock(100.0, {"name": "x", "skipped": "why"}) is None
+
+
+def test_baselines_and_feed_target_are_checked(cli_env, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    for args, message in ((["--harness", "accuracy", "--baselines"], "--baselines is for --harness throughput only"),
+                          (["--harness", "throughput", "--feed-target", "-5"], "--feed-target must be a rate of 0 or more")):
+        out = subprocess.run([sys.executable, "-m", "bench.run", *args, "--out", str(tmp_path)], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

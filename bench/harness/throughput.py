@@ -37,6 +37,7 @@ from bench.config import RunConfig
 from bench.data.source import Dataset, open_dataset
 from bench.errors import UserError
 from bench.console import say
+from bench.harness.baselines import measure_stock, ratio_to_stock
 from bench.harness.ceiling import ceiling_files, decode_ceiling
 from bench.harness.execution import timing_boundary, to_device
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
@@ -195,6 +196,13 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
                                                             repeats=protocol.repeats, device=device, boundary=boundary, progress=config.progress,
                                                             desc="loader-only"), mode)
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
+        if config.baselines and mode.world_size == 1:  # issue 14: the library's stock loader, loader-only, same files and protocol
+            stock = measure_stock(config.pipeline, split, crop=spec.crop, batch_size=batch, workers=config.workers, seed=config.seed, device=device,
+                                  cache_dir=config.cache_dir, protocol=protocol, boundary=boundary, progress=config.progress)
+            stock["ratio"] = ratio_to_stock(metrics["loader_only"]["images_per_s"]["median"], stock)
+            metrics["stock_baseline"] = stock
+            say(config, f"stock {config.pipeline} loader-only: " + (f"{stock['loader_only']['images_per_s']['median']:.1f} img/s; ours / stock {stock['ratio']:.2f}"
+                                                                    if stock["ratio"] is not None else f"skipped ({stock['skipped']})"))
 
         net = mode.place(build_model(config, len(dataset.manifest.classes)))
         optimizer = make_optimizer(net, config)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from bench.harness.feeding import rate_per_core
 from bench.records import read_record
 
 SUITE_FILE = "suite.json"
@@ -137,6 +138,16 @@ def throughput_row(record: dict, file: str) -> dict[str, Any]:
     row["bound_by"] = metrics.get("bound_by")
     e2e_resources = (metrics.get("end_to_end") or {}).get("resources") or {}
     row["machine_cpu_percent"] = e2e_resources.get("machine_cpu_percent")
+    # issue 14: the stock baseline, cores busy while loading, the feed target
+    stock = metrics.get("stock_baseline") or {}
+    row["stock_name"] = stock.get("name")
+    row.update(stats_columns("stock_loader_only", (stock.get("loader_only") or {}).get("images_per_s")))
+    row["stock_ratio"] = stock.get("ratio")
+    row["stock_skipped"] = stock.get("skipped")
+    row["loader_cores_busy"] = ((metrics.get("loader_only") or {}).get("resources") or {}).get("cpu_cores_busy")
+    row["rate_per_core"] = rate_per_core(row["loader_only_median"], row["loader_cores_busy"])
+    row["feed_target"] = (record.get("config") or {}).get("feed_target") or 0.0
+    row["precision"] = (record.get("config") or {}).get("precision")  # issue 13 adds it; absent in older records
     one_off = record.get("one_off_seconds") or {}
     for what, seconds in (one_off.get("harness") or {}).items():
         row[f"one_off_{what}"] = seconds

@@ -88,6 +88,31 @@ def sweep_lines(rows: pd.DataFrame, axis: str) -> Figure:
     return fig
 
 
+def workers_scaling(rows: pd.DataFrame) -> Figure:
+    """Loader-only median against workers, one line per pipeline and mode (batch sizes pooled by median), with the
+    ideal linear line through the smallest worker count measured (at least one worker)."""
+    fig = new_figure(8.0, 4.4)
+    ax = fig.add_subplot()
+    done = rows[(rows["status"] == "complete") & rows["loader_only_median"].notna()]
+    for (pipeline, mode), group in done.groupby(["pipeline", "mode_label"], sort=True):
+        line = group.groupby("workers")["loader_only_median"].median().sort_index()
+        if len(line) < 2:
+            continue
+        drawn = ax.plot(line.index, line.to_numpy(), marker="o", label=f"{pipeline}, {mode}")
+        base = line[line.index > 0]
+        if not base.empty:
+            w0 = base.index[0]
+            ideal = np.array([w for w in line.index if w > 0])
+            ax.plot(ideal, base.iloc[0] / w0 * ideal, linestyle=":", color=drawn[0].get_color(), label=f"{pipeline}: ideal linear from {w0} worker(s)")
+    ax.set_xlabel("loader workers (processes or threads)")
+    ax.set_ylabel("loader-only images/s (median)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    label(fig, "Loader-only rate against workers, with the ideal linear scaling", rows)
+    return fig
+
+
 def relu_tanh_curves(record_row: pd.Series, curves: pd.DataFrame) -> Figure:
     """Figure 1 as the paper draws it: training error against epochs, ReLU solid and tanh dashed on one axis, the target a line;
     beside it the same against training seconds."""

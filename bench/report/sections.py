@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 
-from bench.report import plots, reference, tables
+from bench.report import headline, plots, reference, tables
 from bench.report.document import Document, Figure, Section, slug
 from bench.report.loading import Results
 
@@ -32,6 +32,7 @@ def overview(results: Results) -> Section:
         where = ", ".join("this results folder" if f == "." else f"`{f}`" for f in smoke)
         blocks.append(f"**Smoke run**: the records in {where} come from `python -m bench.suite --smoke`, at toy sizes "
                       "to check the machinery. Their figures measure nothing; do not quote them.")
+    blocks.extend(headline.sentences(results.throughput))
     if not results.skipped.empty:
         blocks.append(f"**{len(results.skipped)} file(s) could not be read** and are left out: see 'Records not read' at the end.")
     if any(results.environment["hardware_key"].str.startswith("CPU only")) if not results.environment.empty else False:
@@ -55,6 +56,13 @@ def throughput(results: Results) -> list[Section]:
         if not measured.empty:
             section.blocks.append(figure(f"throughput-{slug(key)}", f"Throughput per point, {key}: medians with quartiles; stall fraction under each group.",
                                          plots.throughput_bars(rows)))
+        feeding = tables.feeding(rows, key)
+        if feeding is not None:
+            section.blocks.append(feeding)
+        scaling = rows[rows["status"] == "complete"].groupby(["pipeline", "mode_label"])["workers"].nunique()
+        if (scaling > 1).any():  # issue 14: rate against workers, with the ideal line
+            section.blocks.append(figure(f"workers-scaling-{slug(key)}", f"Loader-only rate against workers, {key}: dotted, the ideal linear "
+                                         "line through the fewest workers measured.", plots.workers_scaling(rows)))
         for sweep_id, sweep in rows[rows["sweep_id"].notna()].groupby("sweep_id", sort=False):
             for axis in ("workers", "batch_size"):
                 if sweep.loc[sweep["status"] == "complete", axis].nunique() > 1:  # a line needs two measured points

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from bench.harness.feeding import feeding_table
 from bench.report import reference
 from bench.report.document import Table, slug
 
@@ -67,37 +68,68 @@ def with_software(shown: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def ratio(value: Any) -> str:
+    return "-" if missing(value) else f"{value:.2f}x"
+
+
 def throughput(rows: pd.DataFrame, key: str) -> Table:
-    """Per pipeline and mode (and batch size, workers): the ceilings, the three rates, stall fraction, shares, one-off costs."""
+    """Per pipeline and mode (and batch size, workers): the key figures in the page (rates, ratio to the library's
+    stock loader, stall fraction, share of the CPU ceiling); every other column (quartiles, nvJPEG, one-off costs,
+    resources) in the CSV."""
     one_off = one_off_columns(rows)
     shown = pd.DataFrame({
         "pipeline": rows["pipeline"],
-        "decodes with": rows["pipeline_decoder"].fillna("-"),
         "mode": rows["mode_label"],
         "batch": rows["batch_size"],
         "workers": rows["workers"],
-        "status": rows["status"],
-        "decode ceiling, CPU (img/s)": [f"{rate(r, 'ceiling_cpu')} {r['ceiling_cpu_decoder']}" if not missing(r["ceiling_cpu_median"]) else "-" for _, r in rows.iterrows()],
-        "decode ceiling, nvJPEG (img/s)": [rate(r, "ceiling_nvjpeg") if not missing(r["ceiling_nvjpeg_median"]) else (f"not measured ({r['ceiling_nvjpeg_skipped']})" if r["ceiling_nvjpeg_skipped"] else "-") for _, r in rows.iterrows()],
         "loader-only (img/s)": [rate(r, "loader_only") for _, r in rows.iterrows()],
+        "vs stock loader": [ratio(r["stock_ratio"]) if not missing(r["stock_ratio"]) else ("skipped" if r["stock_skipped"] else "-") for _, r in rows.iterrows()],
         "end-to-end (img/s)": [rate(r, "end_to_end") for _, r in rows.iterrows()],
-        "model-only ceiling (img/s)": [rate(r, "model_only") for _, r in rows.iterrows()],
+        "model-only (img/s)": [rate(r, "model_only") for _, r in rows.iterrows()],
         "stall fraction": rows["stall_fraction"].map(number),
-        "loader / CPU ceiling": rows["loader_share_cpu"].map(number),
-        "loader / nvJPEG ceiling": rows["loader_share_nvjpeg"].map(number),
-        "bound by": rows["bound_by"].fillna("-"),
-        # near 100 with little of it this run's: the figures were taken on a busy machine
-        "machine CPU busy, end-to-end (%)": rows["machine_cpu_percent"].map(lambda v: number(v, ".0f")),
-        **{f"one-off: {c.removeprefix('one_off_').removesuffix('_s')} (s)": rows[c].map(lambda v: number(v, ".2f")) for c in one_off},
+        "loader / CPU ceiling": rows["loader_share_cpu"].map(lambda v: number(v, ".2f")),
         "run": rows["run_id"],
     })
-    data_columns = ["run_id", "status", "pipeline", "pipeline_decoder", "mode", "mode_label", "emulated", "world_size", "devices", "batch_size", "workers", "model", "dataset",
-                    *[c for c in rows.columns if c.startswith(("ceiling_", "loader_only_", "end_to_end_", "model_only_"))],
-                    "stall_fraction", "loader_share_cpu", "loader_share_nvjpeg", "bound_by", "machine_cpu_percent", *one_off, "sweep_id", "sweep_index", "error", *PROVENANCE]
-    caption = (f"Throughput, images/s: median [first-third quartile] of the timed repeats, warm-up excluded. Stall fraction = 1 - end-to-end / model-only; "
-               f"'loader / ceiling' = loader-only / decode ceiling: above 1 where the loader decodes no JPEG (FFCV's raw storage). "
-               f"A stall fraction just below 0 is the two rates' noise. One-off costs are kept out of every rate. {provenance_caption(rows)}")
+    if rows["precision"].notna().any():  # issue 13's --precision: beside every figure when the records carry it
+        shown.insert(2, "precision", rows["precision"].fillna("-").to_numpy())
+    if (rows["status"] != "complete").any():
+        shown.insert(4, "status", rows["status"].to_numpy())
+    data_columns = ["run_id", "status", "pipeline", "pipeline_decoder", "mode", "mode_label", "emulated", "world_size", "devices", "batch_size", "workers", "precision",
+                    "model", "dataset",
+                    *[c for c in rows.columns if c.startswith(("ceiling_", "loader_only_", "end_to_end_", "model_only_", "stock_"))],
+                    "stall_fraction", "loader_share_cpu", "loader_share_nvjpeg", "bound_by", "loader_cores_busy", "rate_per_core", "feed_target",
+                    "machine_cpu_percent", *one_off, "sweep_id", "sweep_index", "error", *PROVENANCE]
+    caption = (f"Throughput, images/s: median [first-third quartile] of the timed repeats, warm-up excluded. 'vs stock loader' = our loader-only "
+               f"rate / the loader-only rate of the stock training loader of the pipeline's own library (pytorch/examples imagenet, DALI's "
+               f"ResNet-50 example, ffcv-imagenet), measured in the same run on the same files (`--baselines`). Stall fraction = 1 - "
+               f"end-to-end / model-only (just below 0: the two rates' noise). 'loader / CPU ceiling' = loader-only / the same files decoded "
+               f"with nothing else done on every core: above 1 where the loader decodes no JPEG (FFCV's raw storage). The CSV holds every "
+               f"other column: quartiles, the ceilings and nvJPEG, the stock rates, resources, one-off costs (kept out of every rate). "
+               f"{provenance_caption(rows)}")
     return Table(f"throughput-{slug(key)}", caption, with_software(shown.reset_index(drop=True), rows), rows[data_columns].reset_index(drop=True))
+
+
+def feeding(rows: pd.DataFrame, key: str) -> Table | None:
+    """Cores of this CPU each pipeline needs to feed the model-only rate and the feed target (None without a complete point)."""
+    frame = feeding_table(rows)
+    if frame.empty:
+        return None
+    shown = pd.DataFrame({
+        "pipeline": frame["pipeline"], "mode": frame["mode"], "workers measured": frame["workers_measured"].map(lambda w: ", ".join(map(str, w))),
+        "loader-only at most workers (img/s)": frame["loader_only_img_s"].map(lambda v: number(v, ".1f")),
+        "cores busy": frame["cores_busy"].map(lambda v: number(v, ".2f")),
+        "img/s per core": frame["rate_per_core"].map(lambda v: number(v, ".1f")),
+        "model-only (img/s)": frame["model_only_img_s"].map(lambda v: number(v, ".1f")),
+        "cores to feed the model": frame["cores_to_feed_model"].map(lambda v: number(v, ".0f")),
+        "feed target (img/s)": frame["feed_target_img_s"].map(lambda v: number(v, ".0f")),
+        "cores to feed the target": frame["cores_to_feed_target"].map(lambda v: number(v, ".0f")),
+    })
+    caption = ("Cores to feed: the loader-only rate at the largest worker count measured, divided by the cores its processes kept busy "
+               "(CPU time / wall time), gives images/s per core; the cores to feed a rate = ceil(rate / that), an estimate that holds while "
+               "the loader scales linearly (see the workers plot). Targets: the model-only rate of the same run, and `--feed-target`. "
+               f"{provenance_caption(rows)}")
+    data = frame.merge(rows[["run_id", *PROVENANCE]], on="run_id")
+    return Table(f"feeding-{slug(key)}", caption, shown, data)
 
 
 def failed(rows: pd.DataFrame, key: str, harness: str) -> Table | None:
