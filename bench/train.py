@@ -4,6 +4,7 @@ by 10 when the validation error stops improving (at most ``max_lr_drops`` times)
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.config import RunConfig
+from bench.driver import unusable_gpus
 from bench.errors import UserError
 from pipelines.base import Loader
 
@@ -21,17 +23,29 @@ if TYPE_CHECKING:
 from pipelines.seeding import epoch_seed
 
 
+_SAID: set[str] = set()  # the auto-fallback line, once per process
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when there is a GPU, else the CPU; an explicit CUDA device must exist."""
+    """``auto`` is CUDA when there is a GPU, else the CPU; an explicit CUDA device must exist.
+
+    When torch sees no GPU although the machine has some (an NVIDIA driver too old for the CUDA
+    torch was built for), ``auto`` says so in one line on stderr and ``cuda`` is that error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        why = unusable_gpus()
+        if why and why not in _SAID:
+            _SAID.add(why)
+            print(f"--device auto: running on the CPU: {why}", file=sys.stderr, flush=True)
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA GPU is visible on this machine")
+            raise UserError(f"--device {name}: {unusable_gpus() or 'no CUDA GPU is visible on this machine'}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
     elif device.type != "cpu":

@@ -1,0 +1,67 @@
+"""Issue 13: what a first GPU run must get right, checked on the CPU where the logic allows
+(a fake ``nvidia-smi`` on PATH, fake device files, a fake device count)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import driver
+from bench.errors import UserError
+from bench.train import resolve_device
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens when torch sees no GPU")
+
+
+def fake_nvidia_smi(bin_dir, driver_version="550.54.15"):
+    """An ``nvidia-smi`` that reports one H100 on an old driver, as on a machine whose driver predates CUDA 13."""
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text(f"#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, {driver_version}'\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return str(bin_dir) + os.pathsep + os.environ["PATH"]
+
+
+def test_auto_on_the_cpu_beside_gpus_says_why_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin"))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")  # said once per process, however often resolved
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("--device auto: running on the CPU: 1 GPU(s) (NVIDIA H100 80GB HBM3) present")
+    assert "driver 550.54.15" in err and "CUDA 13 needs driver 580 or newer" in err and "upgrade the NVIDIA driver" in err
+
+
+def test_device_files_alone_are_enough_to_say_so(tmp_path, monkeypatch, capsys):
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nvidia0").touch()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    monkeypatch.setattr(driver, "DEV", tmp_path / "dev")
+    monkeypatch.setattr(driver, "driver_version", lambda: None)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert "GPU device files (nvidia0) present" in capsys.readouterr().err
+    with pytest.raises(UserError, match="no working NVIDIA driver"):
+        resolve_device("cuda")
+
+
+def test_no_gpu_anywhere_is_silent(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(driver, "DEV", tmp_path)
+    assert resolve_device("auto") == torch.device("cpu") and capsys.readouterr().err == ""
+
+
+def test_device_cuda_on_an_old_driver_names_the_driver(cli_env, tmp_path):
+    env = {**cli_env, "PATH": fake_nvidia_smi(tmp_path / "bin")}
+    out = subprocess.run([sys.executable, "-m", "bench.run", "--device", "cuda", "--out", str(tmp_path)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("python -m bench.run: error: --device cuda: 1 GPU(s) (NVIDIA H100 80GB HBM3) present")
+    assert "driver 550.54.15" in out.stderr and "needs driver 580 or newer" in out.stderr
