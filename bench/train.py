@@ -33,7 +33,7 @@ def resolve_device(name: str) -> torch.device:
     torch was built for), ``auto`` says so in one line on stderr and ``cuda`` is that error."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return normalise_device(torch.device("cuda"))
         why = unusable_gpus()
         if why and why not in _SAID:
             _SAID.add(why)
@@ -50,6 +50,14 @@ def resolve_device(name: str) -> torch.device:
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
     elif device.type != "cpu":
         raise UserError(f"--device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return normalise_device(device)
+
+
+def normalise_device(device: torch.device) -> torch.device:
+    """``cuda`` (the current CUDA device) as ``cuda:N``, so that the same GPU always compares equal
+    (``torch.device("cuda") == torch.device("cuda:0")`` is False)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
     return device
 
 

@@ -65,3 +65,37 @@ def test_device_cuda_on_an_old_driver_names_the_driver(cli_env, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith("python -m bench.run: error: --device cuda: 1 GPU(s) (NVIDIA H100 80GB HBM3) present")
     assert "driver 550.54.15" in out.stderr and "needs driver 580 or newer" in out.stderr
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    """torch.cuda as on a machine with two GPUs, the current one cuda:0 (no kernel runs)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+
+def test_one_gpu_named_twice_is_an_emulated_model_parallel_run(two_fake_gpus):
+    from bench.modes.model_parallel import ModelParallel, tower_devices
+
+    towers = tower_devices("cuda,cuda:0", torch.device("cuda"))
+    assert towers == (torch.device("cuda:0"), torch.device("cuda:0"))
+    described = ModelParallel(towers).describe()
+    assert described["emulated"] is True and described["devices"] == ["cuda:0"]
+    assert ModelParallel((torch.device("cuda"), torch.device("cuda:1"))).describe()["towers"] == ["cuda:0", "cuda:1"]
+    assert resolve_device("cuda") == torch.device("cuda:0")
+
+
+def test_peak_gpu_memory_is_recorded_for_every_device(two_fake_gpus, monkeypatch):
+    from bench.harness.resources import ResourceMonitor
+
+    peaks = {0: 3_000, 1: 5_000}
+    reset = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: reset.append(str(d)))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: peaks[d.index])
+    with ResourceMonitor([torch.device("cuda:0"), torch.device("cuda:1")]) as monitor:
+        pass
+    res = monitor.result()
+    assert reset == ["cuda:0", "cuda:1"]
+    assert res["cuda_max_allocated_bytes_by_device"] == {"cuda:0": 3_000, "cuda:1": 5_000}
+    assert res["cuda_max_allocated_bytes"] == 3_000  # the input device's, as before

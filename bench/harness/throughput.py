@@ -192,7 +192,7 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
             return int(next(stream)[1].shape[0])
 
         metrics["loader_only"] = across_processes(run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat,
-                                                            repeats=protocol.repeats, device=device, boundary=boundary, progress=config.progress,
+                                                            repeats=protocol.repeats, device=device, devices=mode.devices(), boundary=boundary, progress=config.progress,
                                                             desc="loader-only"), mode)
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
 
@@ -207,14 +207,14 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
 
         stream.new_epoch()
         metrics["end_to_end"] = across_processes(run_phase(lambda: train_on(next(stream)), warmup=protocol.warmup_batches,
-                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
                                                            boundary=boundary, progress=config.progress, desc="end-to-end"), mode)
         say(config, f"end-to-end: {metrics['end_to_end']['images_per_s']['median']:.1f} img/s")
         loader.close()  # model-only runs with no loader work in the background
 
         resident = to_device(saved, mode)
         metrics["model_only"] = across_processes(run_phase(lambda: train_on(resident), warmup=protocol.warmup_batches,
-                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
                                                            boundary=boundary, progress=config.progress, desc="model-only"), mode)
         say(config, f"model-only: {metrics['model_only']['images_per_s']['median']:.1f} img/s")
 

@@ -48,13 +48,15 @@ def run_phase(
     steps: int,
     repeats: int,
     device: torch.device,
+    devices: Sequence[torch.device] = (),
     boundary: Callable[[], None] | None = None,
     progress: bool = False,
     desc: str = "",
 ) -> dict:
     """Call ``work`` (one batch or step; returns the images it handled) ``warmup`` times untimed,
     then ``repeats`` times ``steps`` times, timing each repeat between two ``boundary`` calls
-    (default: synchronise ``device``); CPU and memory are watched over the timed repeats only."""
+    (default: synchronise ``device``); CPU and memory are watched over the timed repeats only,
+    GPU memory on ``device`` and on each of ``devices`` (the mode's, e.g. both towers' GPUs)."""
     boundary = boundary or (lambda: synchronize(device))
     bar = tqdm(total=warmup + steps * repeats, desc=desc, unit="batch", disable=not progress, leave=False, mininterval=1.0)
     try:
@@ -63,7 +65,7 @@ def run_phase(
             bar.update()
         boundary()
         timed: list[Repeat] = []
-        with ResourceMonitor(device) as monitor:
+        with ResourceMonitor(list(dict.fromkeys([device, *devices]))) as monitor:
             for _ in range(repeats):
                 boundary()
                 start = time.perf_counter()
