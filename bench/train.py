@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 from pipelines.seeding import epoch_seed
 
 
+PROGRESS_READ_S = 1.0  # the least time between two reads of the loss for the progress bar (each waits for the device)
 _SAID: set[str] = set()  # the auto-fallback line, once per process
 
 
@@ -149,25 +150,37 @@ def train_epoch(
     progress: bool = True,
     desc: str = "train",
 ) -> EpochResult:
-    """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s."""
+    """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s.
+
+    The loss and error sums stay on the device and are read once, at the end: a read per step
+    (``loss.item()``) would make the CPU wait for the GPU before queueing the next step. The
+    progress bar's loss is read at most once per ``PROGRESS_READ_S``, and only when a bar shows.
+    """
     net.train()
     total = min(len(loader), max_steps) if max_steps else len(loader)
-    loss_sum = 0.0
-    wrong = seen = 0
-    start = time.perf_counter()
+    loss_sum = wrong = None  # device tensors, made with the first batch
+    seen = 0
+    start = last_read = time.perf_counter()
     images = loader.num_samples * total // len(loader) if len(loader) else 0
-    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=1.0)
+    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=PROGRESS_READ_S)
     try:
         for step, (images, labels) in enumerate(loader):
             if step >= total:
                 break
             loss, logits = train_step(net, optimizer, images, labels)
             n = labels.shape[0]
-            loss_sum += loss.item() * n
-            wrong += int((logits.argmax(dim=1) != labels).sum())
+            if loss_sum is None:
+                loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+                wrong = torch.zeros((), dtype=torch.int64, device=labels.device)
+            loss_sum += loss.detach().double() * n
+            wrong += (logits.detach().argmax(dim=1) != labels).sum()
             seen += n
             bar.update(n)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if not bar.disable and time.perf_counter() - last_read >= PROGRESS_READ_S:
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                last_read = time.perf_counter()
     finally:
         bar.close()
-    return EpochResult(loss_sum, wrong, seen, time.perf_counter() - start)
+    if loss_sum is None:
+        return EpochResult(0.0, 0, 0, time.perf_counter() - start)
+    return EpochResult(loss_sum.item(), int(wrong.item()), seen, time.perf_counter() - start)

@@ -99,3 +99,59 @@ def test_peak_gpu_memory_is_recorded_for_every_device(two_fake_gpus, monkeypatch
     assert reset == ["cuda:0", "cuda:1"]
     assert res["cuda_max_allocated_bytes_by_device"] == {"cuda:0": 3_000, "cuda:1": 5_000}
     assert res["cuda_max_allocated_bytes"] == 3_000  # the input device's, as before
+
+
+class Batches:
+    """A loader's interface over fixed batches."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.num_samples = sum(len(b[1]) for b in batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Every read of a tensor's value into Python (what waits for a GPU), counted."""
+    reads = []
+    for name in ("item", "__int__", "__float__", "__bool__", "__index__", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+def test_training_and_evaluation_read_the_device_once_per_epoch_not_per_step(host_reads):
+    from bench.evaluate import evaluate
+    from bench.train import train_epoch
+
+    torch.manual_seed(0)
+    batches = [(torch.randn(4, 12), torch.randint(0, 3, (4,))) for _ in range(6)]
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    result = train_epoch(net, Batches(batches), optimizer, progress=False)
+    assert result.seen == 24 and 0 <= result.wrong <= 24 and result.loss > 0
+    assert len(host_reads) <= 2, host_reads  # the loss sum and the error count, once each
+    host_reads.clear()
+    errors = evaluate(net, Batches(batches))
+    assert errors.samples == 24 and len(host_reads) <= 2, host_reads
+
+
+def test_the_default_worker_count_is_shared_among_a_jobs_local_processes(monkeypatch):
+    from bench.config import RunConfig
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(200)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert RunConfig().workers == 200
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's, in each of 8 ranks: not 8 x 200 loader processes
+    assert RunConfig().workers == 25
+    assert RunConfig(workers=3).workers == 3
