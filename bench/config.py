@@ -48,6 +48,21 @@ def default_cache_dir() -> str:
     return os.environ.get("ALEXNET_BENCH_CACHE", str(Path.home() / ".cache" / "alexnet-bench"))
 
 
+# issue 13: a data-parallel job's ranks share the machine's cores.
+def local_world_size() -> int:
+    """Processes of this job on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside a launched job)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def cores_per_process() -> int:
+    """The cores this process may use (its affinity) divided among the job's local processes, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // local_world_size())
+
+
 @dataclass
 class RunConfig:
     # What to run
@@ -98,7 +113,7 @@ class RunConfig:
     ffcv_compile: bool = True
 
     # Execution
-    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = dataclasses.field(default_factory=cores_per_process)  # issue 13: shared among local ranks
     device: str = "auto"
     mp_devices: str = ""  # model-parallel: "cuda:0,cuda:1"; empty: two GPUs if present, else one shared (emulated)
     nproc: str = "auto"  # data-parallel processes: a number, or auto (one per GPU; 2 on a CPU)

@@ -74,6 +74,7 @@ def provenance(seed: int) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hardware": hardware(),
-        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()},
+        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", "1"))},
         "seed": seed,
     }
