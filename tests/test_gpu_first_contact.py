@@ -155,3 +155,38 @@ def test_the_default_worker_count_is_shared_among_a_jobs_local_processes(monkeyp
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's, in each of 8 ranks: not 8 x 200 loader processes
     assert RunConfig().workers == 25
     assert RunConfig(workers=3).workers == 3
+
+
+@pytest.mark.slow
+def test_ranks_agree_on_a_failed_sweep_point_and_skip_it_together(small_root, cache_dir, tmp_path):
+    """Rank 0 alone measures the decode ceiling; when that fails, both ranks skip the point, and the next
+    point's collectives pair up (before: rank 1 waited at the point's barrier while rank 0 moved on)."""
+    import json
+
+    from torch.distributed.launcher.api import elastic_launch
+
+    from bench.modes.launch import launch_config
+    from tests import ddp_workers
+
+    results = elastic_launch(launch_config(2), ddp_workers.sweep_with_a_ceiling_failing_on_rank_0)(
+        str(small_root), str(cache_dir), str(tmp_path))
+    assert results[1] == [] and len(results[0]) == 1
+    records = sorted((json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")), key=lambda r: r["sweep"]["index"])
+    assert [(r["sweep"]["index"], r["status"], r["batch_size"]) for r in records] == [(0, "failed", 4), (1, "complete", 8)]
+    assert "nvJPEG ceiling failed" in records[0]["error"]
+    assert [r["images"] for r in records[1]["metrics"]["end_to_end"]["repeats"]] == [8, 8, 8]  # both ranks' 4 images
+
+
+def test_the_manifest_is_made_before_data_parallel_processes_start(small_root, tmp_path, monkeypatch):
+    from bench.config import RunConfig
+    from bench.harness import dispatch
+    from bench.modes import launch
+
+    cache = tmp_path / "cache"
+    seen = []
+    monkeypatch.setattr(launch, "launch", lambda argv, nproc: seen.append(sorted(p.name for p in (cache / "manifests").glob("*.json"))))
+    monkeypatch.delenv("RANK", raising=False)
+    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", nproc="2", data=str(small_root),
+                                        cache_dir=str(cache), out=str(tmp_path / "out"), progress=False, preset="embedded-cpu"))
+    dispatch.run(config, [])
+    assert len(seen) == 1 and len(seen[0]) == 1  # the cache held the manifest when the processes were started

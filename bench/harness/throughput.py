@@ -16,7 +16,8 @@ compilation, DALI's start-up) are kept apart from every rate.
 
 With any ``--sweep-*`` flag the harness runs every point of pipelines x worker counts x
 batch sizes and writes one record per point; a point that fails is recorded as failed,
-with its error, and the sweep goes on.
+with its error, and the sweep goes on; in data-parallel every rank agrees that it failed and
+skips it (``bench.harness.execution.together``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from bench.data.source import Dataset, open_dataset
 from bench.errors import UserError
 from bench.console import say
 from bench.harness.ceiling import ceiling_files, decode_ceiling
-from bench.harness.execution import timing_boundary, to_device
+from bench.harness.execution import timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
 from bench.provenance import provenance
@@ -161,15 +162,15 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
     status, error = "complete", None
     started = time.time()
     try:
-        batch = mode.per_process_batch(config.batch_size)
-        pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=batch))
-        if len(split) < config.batch_size:
-            raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
-        files = ceiling_files(split.paths, protocol.ceiling_images)
         ceilings = {}
-        if mode.is_main:  # the ceiling uses every core: one process measures it while the others wait
-            ceilings = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size, root=dataset.manifest.root)
-        mode.barrier()
+        with together(mode, "set-up and decode ceiling"):  # a failure here, on any rank, fails the point on every rank
+            batch = mode.per_process_batch(config.batch_size)
+            pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=batch))
+            if len(split) < config.batch_size:
+                raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
+            files = ceiling_files(split.paths, protocol.ceiling_images)
+            if mode.is_main:  # the ceiling uses every core: one process measures it while the others wait
+                ceilings = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size, root=dataset.manifest.root)
         metrics["decode_ceiling"] = ceilings
         if mode.is_main:
             say(config, f"decode ceiling ({len(files)} files, {ceilings['cpu']['processes']} processes): "
@@ -288,12 +289,18 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
         info = {"id": sweep_id, "index": index, "points": len(points), "axes": {**axes, "pipeline": pipelines}}
         say(config, f"[{index + 1}/{len(points)}] {pipeline}, {workers} worker(s), batch {batch_size}")
         row = {"pipeline": pipeline, "workers": workers, "batch_size": batch_size}
+        path, error = None, None
         try:
             path = measure(point, mode, dataset=dataset, sweep=info)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - measure() recorded it; the sweep goes on
-            say(config, f"point failed: {type(err).__name__}: {err}")
+            error = err
+        # Every rank learns whether the point failed anywhere, so all skip it together and the
+        # next point's collective calls pair with the same point's on every rank.
+        [failed] = mode.max_across([1.0 if error is not None else 0.0])
+        if failed:
+            say(config, f"point failed: {type(error).__name__}: {error}" if error is not None else "point failed on another process")
             rows.append({**row, "status": "failed"})
             continue
         if path is None:  # not the main process: it writes no record
