@@ -20,6 +20,7 @@ MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
+PRECISIONS = ("fp32", "tf32", "bf16")  # issue 13 (bench/precision.py)
 FFCV_WRITE_MODES = ("raw", "jpg")
 FFCV_RESIZE_RULES = ("paper", "max-side")
 
@@ -135,6 +136,9 @@ class RunConfig:
     relu_tanh_lrs: str = "0.0003,0.001,0.003,0.01"
     relu_tanh_sweep_iterations: int = 0
     relu_tanh_target_error: float = 0.25
+    # issue 13: how the model computes (bench/precision.py); the paper's fp32 by default
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -173,6 +177,8 @@ class RunConfig:
         need(self.repeats >= 3, f"--repeats must be at least 3 (a median and a spread need three), not {self.repeats}")
         need(self.ceiling_images >= 1, f"--ceiling-images must be at least 1, not {self.ceiling_images}")
         need(0.0 < self.relu_tanh_target_error < 1.0, f"--relu-tanh-target-error must be in (0, 1), not {self.relu_tanh_target_error}")
+        # issue 13: precision
+        need(self.precision in PRECISIONS, f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         self.sweep_axes()  # parses, or names the bad flag
         self.relu_tanh_lr_grid()
         if self.harness != "throughput":

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, RunConfig
+from bench.config import BATCH_SCOPES, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRECISIONS, PRESETS_CHOICES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -88,8 +88,11 @@ HELP: dict[str, str] = {
     "relu_tanh_lrs": "relu-tanh: comma-separated learning rates tried for each activation (the one that trains fastest is kept; --lr is not used)",
     "relu_tanh_sweep_iterations": "relu-tanh: iterations each learning rate gets before the fastest goes on alone (0: each runs until the target, the budget, or it can no longer win)",
     "relu_tanh_target_error": "relu-tanh: the training error to reach (the paper's Figure 1: 0.25)",
+    # issue 13: how the model computes
+    "precision": "accuracy and throughput: fp32 (the paper's; TF32 off), tf32 (TF32 tensor cores), or bf16 (bfloat16 autocast, float32 weights)",
+    "channels_last": "accuracy and throughput: weights and batches in channels-last (NHWC) memory format, what cuDNN's tensor-core kernels prefer",
 }
-CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he")}
+CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he"), "precision": PRECISIONS}
 
 
 class OneLineParser(argparse.ArgumentParser):

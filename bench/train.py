@@ -16,6 +16,7 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.driver import unusable_gpus
 from bench.errors import UserError
+from bench.precision import autocast
 from pipelines.base import Loader
 
 if TYPE_CHECKING:
@@ -128,13 +129,19 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(epoch_seed(seed, epoch) + rank)
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
+               precision: str = "fp32", channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on one batch; returns the loss and the logits (not synchronised: reading them waits for the device).
 
     Every harness trains through this function, so an execution mode changes it in one place.
+    ``precision`` ``bf16`` runs the forward pass and the loss under bfloat16 autocast (``bench.precision``);
+    ``channels_last`` gives the network NHWC batches (a no-op for a batch already in that format).
     """
-    logits = net(images)
-    loss = nn.functional.cross_entropy(logits, labels)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(precision, images.device):
+        logits = net(images)
+        loss = nn.functional.cross_entropy(logits, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -149,6 +156,8 @@ def train_epoch(
     max_steps: int = 0,
     progress: bool = True,
     desc: str = "train",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> EpochResult:
     """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s.
 
@@ -167,7 +176,7 @@ def train_epoch(
         for step, (images, labels) in enumerate(loader):
             if step >= total:
                 break
-            loss, logits = train_step(net, optimizer, images, labels)
+            loss, logits = train_step(net, optimizer, images, labels, precision=precision, channels_last=channels_last)
             n = labels.shape[0]
             if loss_sum is None:
                 loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)

@@ -16,7 +16,7 @@ from bench.errors import UserError
 from bench.train import resolve_device
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens when torch sees no GPU")
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens when torch sees no GPU")
 
 
 def fake_nvidia_smi(bin_dir, driver_version="550.54.15"):
@@ -28,6 +28,7 @@ def fake_nvidia_smi(bin_dir, driver_version="550.54.15"):
     return str(bin_dir) + os.pathsep + os.environ["PATH"]
 
 
+@no_gpu
 def test_auto_on_the_cpu_beside_gpus_says_why_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path / "bin"))
     monkeypatch.setattr(torch.version, "cuda", "13.0")
@@ -39,6 +40,7 @@ def test_auto_on_the_cpu_beside_gpus_says_why_in_one_line(tmp_path, monkeypatch,
     assert "driver 550.54.15" in err and "CUDA 13 needs driver 580 or newer" in err and "upgrade the NVIDIA driver" in err
 
 
+@no_gpu
 def test_device_files_alone_are_enough_to_say_so(tmp_path, monkeypatch, capsys):
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev" / "nvidia0").touch()
@@ -52,12 +54,14 @@ def test_device_files_alone_are_enough_to_say_so(tmp_path, monkeypatch, capsys):
         resolve_device("cuda")
 
 
+@no_gpu
 def test_no_gpu_anywhere_is_silent(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(driver, "DEV", tmp_path)
     assert resolve_device("auto") == torch.device("cpu") and capsys.readouterr().err == ""
 
 
+@no_gpu
 def test_device_cuda_on_an_old_driver_names_the_driver(cli_env, tmp_path):
     env = {**cli_env, "PATH": fake_nvidia_smi(tmp_path / "bin")}
     out = subprocess.run([sys.executable, "-m", "bench.run", "--device", "cuda", "--out", str(tmp_path)],
@@ -190,3 +194,72 @@ def test_the_manifest_is_made_before_data_parallel_processes_start(small_root, t
                                         cache_dir=str(cache), out=str(tmp_path / "out"), progress=False, preset="embedded-cpu"))
     dispatch.run(config, [])
     assert len(seen) == 1 and len(seen[0]) == 1  # the cache held the manifest when the processes were started
+
+
+def test_bf16_autocast_and_channels_last_reach_the_network():
+    from bench.train import train_step
+
+    seen = {}
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    net[0].register_forward_hook(lambda m, args, out: seen.update(channels_last=args[0].is_contiguous(memory_format=torch.channels_last), dtype=out.dtype))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    images, labels = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
+    loss, logits = train_step(net, optimizer, images, labels, precision="bf16", channels_last=True)
+    assert seen == {"channels_last": True, "dtype": torch.bfloat16} and logits.dtype == torch.bfloat16
+    assert net[0].weight.dtype == torch.float32 and loss.dtype == torch.float32  # float32 weights; the loss autocasts up
+    train_step(net, optimizer, images, labels)
+    assert seen == {"channels_last": False, "dtype": torch.float32}
+
+
+def test_a_throughput_record_says_how_the_model_computed(small_root, cache_dir, tmp_path):
+    import json
+
+    from bench.config import RunConfig
+    from bench.harness import throughput
+    from bench.report.loading import common_columns
+    from tests.test_throughput import TINY
+
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32)
+    config = RunConfig.with_preset({**TINY, "workers": 0, "data": str(small_root), "cache_dir": str(cache_dir), "out": str(tmp_path),
+                                    "precision": "bf16", "channels_last": True})
+    record = json.loads(throughput.run(config).read_text())
+    assert record["status"] == "complete"
+    compute = record["provenance"]["compute"]
+    assert compute["precision"] == "bf16" and compute["channels_last"] is True
+    assert compute["cudnn_benchmark"] is False  # on for throughput on a GPU only; recorded as it ran
+    assert compute["cudnn_allow_tf32"] is False and compute["matmul_allow_tf32"] is False
+    assert {"cudnn_version", "nvidia_driver", "cudnn_deterministic"} <= compute.keys()
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32) == before  # the run's settings do not leak
+    assert common_columns(record, "x.json")["precision"] == "bf16"  # the report's frame carries it beside every figure
+
+
+def test_the_accuracy_default_is_the_papers_fp32():
+    from bench.config import RunConfig
+    from bench.precision import set_precision
+    from bench.provenance import provenance
+
+    assert RunConfig().precision == "fp32" and RunConfig().channels_last is False
+    set_precision(RunConfig().precision)
+    try:
+        compute = provenance(0, RunConfig())["compute"]
+        assert compute["precision"] == "fp32" and compute["cudnn_allow_tf32"] is False  # torch's default is True: not fp32 on an H100
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_throughput_runs_bf16_channels_last_with_cudnn_benchmark(small_root, cache_dir, tmp_path):
+    import json
+
+    from bench.config import RunConfig
+    from bench.harness import throughput
+    from tests.test_throughput import TINY
+
+    config = RunConfig.with_preset({**TINY, "device": "cuda", "data": str(small_root), "cache_dir": str(cache_dir), "out": str(tmp_path),
+                                    "precision": "bf16", "channels_last": True})
+    record = json.loads(throughput.run(config).read_text())
+    compute = record["provenance"]["compute"]
+    assert record["status"] == "complete" and compute["cudnn_benchmark"] is True and compute["precision"] == "bf16"
+    assert compute["cudnn_version"] and compute["nvidia_driver"]
+    assert record["metrics"]["model_only"]["resources"]["cuda_max_allocated_bytes_by_device"]

@@ -42,6 +42,7 @@ from bench.harness.ceiling import ceiling_files, decode_ceiling
 from bench.harness.execution import timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
+from bench.precision import set_precision, to_memory_format
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, read_record, write_record
 from bench.train import make_optimizer, train_step
@@ -161,6 +162,9 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
     batch = None  # per process
     status, error = "complete", None
     started = time.time()
+    torch_settings = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    set_precision(config.precision)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # throughput: the fastest kernels for the fixed shape
     try:
         ceilings = {}
         with together(mode, "set-up and decode ceiling"):  # a failure here, on any rank, fails the point on every rank
@@ -197,13 +201,13 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
                                                             desc="loader-only"), mode)
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
 
-        net = mode.place(build_model(config, len(dataset.manifest.classes)))
+        net = to_memory_format(mode.place(build_model(config, len(dataset.manifest.classes))), config.channels_last)
         optimizer = make_optimizer(net, config)
         net.train()
 
         def train_on(batch: Batch) -> int:
             images, labels = to_device(batch, mode)
-            train_step(net, optimizer, images, labels)
+            train_step(net, optimizer, images, labels, precision=config.precision, channels_last=config.channels_last)
             return int(labels.shape[0])
 
         stream.new_epoch()
@@ -214,6 +218,8 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         loader.close()  # model-only runs with no loader work in the background
 
         resident = to_device(saved, mode)
+        if config.channels_last:  # converted once, as a pipeline feeding NHWC would hand it over
+            resident = (resident[0].contiguous(memory_format=torch.channels_last), resident[1])
         metrics["model_only"] = across_processes(run_phase(lambda: train_on(resident), warmup=protocol.warmup_batches,
                                                            steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
                                                            boundary=boundary, progress=config.progress, desc="model-only"), mode)
@@ -253,10 +259,11 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
                 "workers": config.workers,
                 "metrics": metrics,
                 "one_off_seconds": {"harness": one_off, "pipeline": pipeline.describe().get("one_off_seconds", {}) if pipeline is not None else {}},
-                "provenance": provenance(config.seed),
+                "provenance": provenance(config.seed, config),
             }
             path = write_record(config.out, record)
             say(config, f"record: {path}")
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = torch_settings
     return path
 
 
