@@ -230,7 +230,10 @@ def test_a_throughput_record_says_how_the_model_computed(small_root, cache_dir, 
     assert compute["cudnn_allow_tf32"] is False and compute["matmul_allow_tf32"] is False
     assert {"cudnn_version", "nvidia_driver", "cudnn_deterministic"} <= compute.keys()
     assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32) == before  # the run's settings do not leak
-    assert common_columns(record, "x.json")["precision"] == "bf16"  # the report's frame carries it beside every figure
+    assert common_columns(record, "x.json")["precision"] == "bf16"
+    # issue 13 defect 7: 48 images in batches of 4: 12 a epoch; every repeat within one, the starts timed apart
+    assert record["protocol"]["epoch_batches"] == 12
+    assert all("epoch_starts" in record["metrics"][p] for p in ("loader_only", "end_to_end"))  # the report's frame carries it beside every figure
 
 
 def test_the_accuracy_default_is_the_papers_fp32():
@@ -263,3 +266,50 @@ def test_on_a_gpu_throughput_runs_bf16_channels_last_with_cudnn_benchmark(small_
     assert record["status"] == "complete" and compute["cudnn_benchmark"] is True and compute["precision"] == "bf16"
     assert compute["cudnn_version"] and compute["nvidia_driver"]
     assert record["metrics"]["model_only"]["resources"]["cuda_max_allocated_bytes_by_device"]
+
+
+class Epochs:
+    """A loader of ``batches`` one-image batches per epoch that notes when an epoch starts."""
+
+    def __init__(self, batches):
+        self.batches, self.epoch, self.log = batches, -1, []
+
+    def __len__(self):
+        return self.batches
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.log.append(("start", self.epoch))
+        for _ in range(self.batches):
+            yield torch.zeros(1), torch.tensor([self.epoch])
+
+
+def test_no_timed_repeat_holds_an_epoch_start():
+    from bench.harness.stream import BatchStream
+    from bench.harness.timing import run_phase
+
+    loader = Epochs(5)
+    stream = BatchStream(loader)
+
+    def work():
+        loader.log.append(("batch", int(next(stream)[1])))
+        return 1
+
+    def boundary():
+        loader.log.append(("boundary",))
+
+    def before_repeat():
+        loader.log.append(("pre",))
+        stream.fit(3)
+
+    run_phase(work, warmup=2, steps=3, repeats=4, device=torch.device("cpu"), boundary=boundary, before_repeat=before_repeat)
+    repeats = []
+    for segment in " ".join("|".join(map(str, e)) for e in loader.log).split("pre")[1:]:
+        timed = segment.split("boundary")[1]  # between the repeat's opening and closing boundaries
+        repeats.append([tuple(w.split("|")) for w in timed.split()])
+    assert len(repeats) == 4
+    for timed in repeats:  # three batches of one epoch, and no start among them
+        assert [e[0] for e in timed] == ["batch"] * 3 and len({e[1] for e in timed}) == 1, loader.log
+    assert len(stream.epoch_start_seconds) == 3  # 2 warm-up + 3 fill epoch 0; each later repeat starts a fresh one, untimed

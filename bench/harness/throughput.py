@@ -39,6 +39,7 @@ from bench.data.source import Dataset, open_dataset
 from bench.errors import UserError
 from bench.console import say
 from bench.harness.ceiling import ceiling_files, decode_ceiling
+from bench.harness.stream import BatchStream, epoch_starts
 from bench.harness.execution import timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
@@ -67,6 +68,7 @@ class Protocol:
     ceiling_images: int
     timer: str = TIMER
     cuda_synchronised: bool = False
+    epoch_batches: int | None = None  # the training loader's batches per epoch (a timed repeat holds at most that many)
 
 
 def protocol_for(config: RunConfig, device: torch.device) -> Protocol:
@@ -79,32 +81,6 @@ def protocol_for(config: RunConfig, device: torch.device) -> Protocol:
         ceiling_images=config.ceiling_images,
         cuda_synchronised=device.type == "cuda",
     )
-
-
-class BatchStream:
-    """A loader's batches, epoch after epoch, for as long as they are wanted; ``new_epoch()`` abandons the current one."""
-
-    def __init__(self, loader: Loader) -> None:
-        self.loader = loader
-        self.epoch = -1
-        self._batches: Iterator[Batch] | None = None
-
-    def new_epoch(self) -> None:
-        close = getattr(self._batches, "close", None)
-        if close is not None:
-            close()
-        self.epoch += 1
-        self.loader.set_epoch(self.epoch)
-        self._batches = iter(self.loader)
-
-    def __next__(self) -> Batch:
-        if self._batches is None:
-            self.new_epoch()
-        try:
-            return next(self._batches)
-        except StopIteration:
-            self.new_epoch()
-            return next(self._batches)
 
 
 def stall_fraction(end_to_end: float, model_only: float) -> float:
@@ -187,6 +163,10 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         if len(loader) == 0:
             raise UserError(f"--batch-size {config.batch_size}: the training split ({len(split)} images) gives no full batch")
         stream = BatchStream(loader)
+        # A timed repeat fits in one epoch (issue 13): at most an epoch's batches per repeat, recorded as used.
+        protocol = dataclasses.replace(protocol, epoch_batches=len(loader),
+                                       batches_per_repeat=min(protocol.batches_per_repeat, len(loader)),
+                                       loader_batches_per_repeat=min(protocol.loader_batches_per_repeat, len(loader)))
         t0 = time.perf_counter()
         first = next(stream)
         mode.synchronize()
@@ -196,9 +176,11 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         def load() -> int:
             return int(next(stream)[1].shape[0])
 
+        starts = len(stream.epoch_start_seconds)
         metrics["loader_only"] = across_processes(run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat,
                                                             repeats=protocol.repeats, device=device, devices=mode.devices(), boundary=boundary, progress=config.progress,
-                                                            desc="loader-only"), mode)
+                                                            desc="loader-only", before_repeat=lambda: stream.fit(protocol.loader_batches_per_repeat)), mode)
+        metrics["loader_only"]["epoch_starts"] = epoch_starts(stream, starts)
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
 
         net = to_memory_format(mode.place(build_model(config, len(dataset.manifest.classes))), config.channels_last)
@@ -211,9 +193,12 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
             return int(labels.shape[0])
 
         stream.new_epoch()
+        starts = len(stream.epoch_start_seconds)
         metrics["end_to_end"] = across_processes(run_phase(lambda: train_on(next(stream)), warmup=protocol.warmup_batches,
                                                            steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
-                                                           boundary=boundary, progress=config.progress, desc="end-to-end"), mode)
+                                                           boundary=boundary, progress=config.progress, desc="end-to-end",
+                                                           before_repeat=lambda: stream.fit(protocol.batches_per_repeat)), mode)
+        metrics["end_to_end"]["epoch_starts"] = epoch_starts(stream, starts)
         say(config, f"end-to-end: {metrics['end_to_end']['images_per_s']['median']:.1f} img/s")
         loader.close()  # model-only runs with no loader work in the background
 
