@@ -233,7 +233,37 @@ def test_a_throughput_record_says_how_the_model_computed(small_root, cache_dir, 
     assert common_columns(record, "x.json")["precision"] == "bf16"
     # issue 13 defect 7: 48 images in batches of 4: 12 a epoch; every repeat within one, the starts timed apart
     assert record["protocol"]["epoch_batches"] == 12
-    assert all("epoch_starts" in record["metrics"][p] for p in ("loader_only", "end_to_end"))  # the report's frame carries it beside every figure
+    assert all("epoch_starts" in record["metrics"][p] for p in ("loader_only", "end_to_end"))
+    gpucheck_reads_a_record(record)
+
+
+def gpucheck_reads_a_record(record: dict) -> None:
+    """bench.gpucheck's checks on a CPU-made record (which must fail where a GPU is wanted), then on
+    the same record with what a GPU run writes."""
+    import copy
+
+    from bench.gpucheck import goal_check, record_checks
+
+    def verdicts(r):
+        return {c.what.split(": ", 1)[1]: c.ok for c in record_checks(r)}
+
+    assert verdicts(record) == {"complete": True, "on the GPU": False, "nvJPEG ceiling present": False,
+                                "model-only rate present": True, "stall fraction present": True}
+    gpu = copy.deepcopy(record)
+    gpu["mode"]["devices"] = ["cuda:0"]
+    gpu["metrics"]["decode_ceiling"]["nvjpeg"] = {"images_per_s": {"median": 9000.0}}
+    assert all(verdicts(gpu).values())
+    gpu["pipeline"] = {"name": "dali", "decoder": "cpu"}
+    assert verdicts(gpu)["DALI decoder mixed"] is False
+    gpu["pipeline"] = {"name": "ffcv", "on_device": "ToDevice(non_blocking) + lighting and normalisation on the GPU"}
+    assert verdicts(gpu)["FFCV on the device"] is True
+    gpu["mode"].update(name="data-parallel", backend="gloo", world_size=2)
+    assert verdicts(gpu)["backend nccl"] is False
+    assert goal_check(record).ok is False  # batch 4 on a CPU: not the goal's settings
+    gpu.update(batch_size=256)
+    gpu["provenance"]["hardware"]["gpus"] = ["NVIDIA H100 80GB HBM3"]
+    gpu["metrics"]["model_only"]["images_per_s"]["median"] = 16_000.0
+    assert goal_check(gpu).ok is True and goal_check(gpu).figure == "16000 img/s on NVIDIA H100 80GB HBM3"  # the report's frame carries it beside every figure
 
 
 def test_the_accuracy_default_is_the_papers_fp32():
@@ -313,3 +343,15 @@ def test_no_timed_repeat_holds_an_epoch_start():
     for timed in repeats:  # three batches of one epoch, and no start among them
         assert [e[0] for e in timed] == ["batch"] * 3 and len({e[1] for e in timed}) == 1, loader.log
     assert len(stream.epoch_start_seconds) == 3  # 2 warm-up + 3 fill epoch 0; each later repeat starts a fresh one, untimed
+
+
+@no_gpu
+def test_gpucheck_without_a_gpu_says_so_in_one_line_and_exits_2(cli_env):
+    """On a bare machine (no DALI, FFCV, pandas, matplotlib or pytest importable): no crash, one line, exit 2."""
+    script = ("import sys, runpy\n"
+              "for m in ('pandas', 'matplotlib', 'nvidia', 'ffcv', 'pytest'): sys.modules[m] = None\n"
+              "sys.argv = ['gpucheck']\n"
+              "runpy.run_module('bench.gpucheck', run_name='__main__')\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
+    assert out.stderr.startswith("python -m bench.gpucheck: no usable CUDA GPU here")

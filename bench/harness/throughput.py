@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
 import torch
 
 from bench.builders import augment_spec, build_model, pipeline_options
@@ -302,6 +301,8 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
         rows.append({**row, "status": "complete", "loader_only_img_s": m["loader_only"]["images_per_s"]["median"],
                      "end_to_end_img_s": m["end_to_end"]["images_per_s"]["median"], "model_only_img_s": m["model_only"]["images_per_s"]["median"],
                      "stall_fraction": m["stall_fraction"]})
+    import pandas as pd  # the table only: a throughput point runs without pandas (bench.gpucheck on a bare machine)
+
     say(config, f"sweep {sweep_id} (medians):\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     say(config, f"records under {Path(config.out) / 'records'}")
     return paths
