@@ -1,5 +1,6 @@
 """Sessions: ``nox -s tests`` (set up everything, run the tests), ``nox -s bench`` (set up
-everything, run the standard benchmark on the embedded data and write the report).
+everything, run the standard benchmark on the embedded data and write the report), ``nox -s gpu``
+(set up everything, prove every GPU path: ``python -m bench.gpucheck``).
 
 Both install the project with every optional pipeline into their own virtual environment,
 after the system libraries FFCV compiles against (installed with apt-get when missing and
@@ -81,3 +82,12 @@ def bench(session: nox.Session) -> None:
     """Install everything and run the standard benchmark suite on the embedded data (args go to bench.suite)."""
     install_project(session)
     session.run("python", "-m", "bench.suite", *session.posargs)
+
+
+@nox.session(python="3.11")
+def gpu(session: nox.Session) -> None:
+    """Install everything and prove every GPU path in one run (python -m bench.gpucheck; args go to it):
+    the gpu-marked tests, a throughput point per pipeline, accuracy with a resume, relu-tanh, and
+    two-GPU model-parallel and NCCL data-parallel when there are two GPUs; one pass/fail table."""
+    install_project(session, "test")
+    session.run("python", "-m", "bench.gpucheck", *session.posargs)

@@ -20,6 +20,7 @@ MODES = ("single", "model-parallel", "data-parallel")
 LIGHTING_STATS = ("auto", "computed", "imagenet")
 EMBEDDED = "embedded"
 PRESETS_CHOICES = ("auto", "paper", "embedded-cpu")
+PRECISIONS = ("fp32", "tf32", "bf16")  # issue 13 (bench/precision.py)
 FFCV_WRITE_MODES = ("auto", "raw", "jpg")  # auto (issue 15): raw when it fits in a share of the free disk, else jpg
 UPDATE_RULES = ("paper", "torch")  # issue 12: bench/optim.py
 # issue 12: what runs saved before update_rule and decay_biases existed trained with; a --rerun of
@@ -52,6 +53,21 @@ def parse_list(text: str, kind: type, flag: str) -> list:
 
 def default_cache_dir() -> str:
     return os.environ.get("ALEXNET_BENCH_CACHE", str(Path.home() / ".cache" / "alexnet-bench"))
+
+
+# issue 13: a data-parallel job's ranks share the machine's cores.
+def local_world_size() -> int:
+    """Processes of this job on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside a launched job)."""
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def cores_per_process() -> int:
+    """The cores this process may use (its affinity) divided among the job's local processes, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // local_world_size())
 
 
 @dataclass
@@ -107,7 +123,7 @@ class RunConfig:
     ffcv_compile: bool = True
 
     # Execution
-    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = dataclasses.field(default_factory=cores_per_process)  # issue 13: shared among local ranks
     device: str = "auto"
     mp_devices: str = ""  # model-parallel: "cuda:0,cuda:1"; empty: two GPUs if present, else one shared (emulated)
     nproc: str = "auto"  # data-parallel processes: a number, or auto (one per GPU; 2 on a CPU)
@@ -135,6 +151,9 @@ class RunConfig:
     # issue 12: the finer Figure 1 measure and the grid's extension at its edge
     relu_tanh_window: int = 50
     relu_tanh_grid_extensions: int = 3
+    # issue 13: how the model computes (bench/precision.py); the paper's fp32 by default
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -177,6 +196,8 @@ class RunConfig:
         need(self.repeats >= 3, f"--repeats must be at least 3 (a median and a spread need three), not {self.repeats}")
         need(self.ceiling_images >= 1, f"--ceiling-images must be at least 1, not {self.ceiling_images}")
         need(0.0 < self.relu_tanh_target_error < 1.0, f"--relu-tanh-target-error must be in (0, 1), not {self.relu_tanh_target_error}")
+        # issue 13: precision
+        need(self.precision in PRECISIONS, f"--precision {self.precision!r} is not one of: {', '.join(PRECISIONS)}")
         self.sweep_axes()  # parses, or names the bad flag
         # Issue 14: stock baselines and cores to feed
         need(self.feed_target >= 0 and math.isfinite(self.feed_target), f"--feed-target must be a rate of 0 or more images/s, not {self.feed_target}")

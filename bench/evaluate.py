@@ -39,19 +39,28 @@ class Errors:
 
 def error_counts(probs: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
     """How many of the rows get the label wrong at top-1 and at top-5 (top-k capped at the class count)."""
+    wrong1, wrong5 = error_tensors(probs, labels)
+    return int(wrong1), int(wrong5)
+
+
+def error_tensors(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``error_counts`` left on the device (no wait for it)."""
     k = min(5, probs.shape[1])
     topk = probs.topk(k, dim=1).indices
     hit5 = (topk == labels[:, None]).any(dim=1)
     hit1 = topk[:, 0] == labels
-    return int((~hit1).sum()), int((~hit5).sum())
+    return (~hit1).sum(), (~hit5).sum()
 
 
 @torch.no_grad()
 def evaluate(net: nn.Module, loader: Loader, *, progress: bool = False, desc: str = "evaluating") -> Errors:
-    """Run ``net`` over every batch of ``loader``. Ten-view batches (N x 10 x 3 x H x W) average the softmax over views."""
+    """Run ``net`` over every batch of ``loader``. Ten-view batches (N x 10 x 3 x H x W) average the softmax over views.
+
+    The counts are summed on the device and read once, at the end (no wait for the device per batch)."""
     was_training = net.training
     net.eval()
-    wrong1 = wrong5 = seen = 0
+    wrong1 = wrong5 = 0
+    seen = 0
     try:
         for images, labels in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             if images.dim() == 5:
@@ -59,10 +68,10 @@ def evaluate(net: nn.Module, loader: Loader, *, progress: bool = False, desc: st
                 probs = net(images.flatten(0, 1)).softmax(dim=1).view(n, views, -1).mean(dim=1)
             else:
                 probs = net(images).softmax(dim=1)
-            w1, w5 = error_counts(probs, labels)
-            wrong1 += w1
-            wrong5 += w5
+            w1, w5 = error_tensors(probs, labels)
+            wrong1 = wrong1 + w1
+            wrong5 = wrong5 + w5
             seen += labels.shape[0]
     finally:
         net.train(was_training)
-    return Errors(wrong1, wrong5, seen)
+    return Errors(int(wrong1), int(wrong5), seen)

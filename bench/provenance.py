@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from bench.driver import driver_version
+from bench.precision import compute_settings
+
 PACKAGES = ("torch", "torchvision", "numpy", "pillow", "nvidia-dali-cuda130", "ffcv", "numba", "opencv-python")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,13 +70,28 @@ def hardware() -> dict:
     }
 
 
-def provenance(seed: int) -> dict:
+def compute(config=None) -> dict:
+    """How the model computed: the config's precision and memory format, torch's cuDNN and TF32
+    switches as the run left them, the cuDNN and NVIDIA driver versions (null without a GPU)."""
+    settings = {
+        "precision": getattr(config, "precision", "fp32"),
+        "channels_last": bool(getattr(config, "channels_last", False)),
+        **compute_settings(),
+        "nvidia_driver": driver_version() if torch.cuda.is_available() else None,
+    }
+    return settings
+
+
+def provenance(seed: int, config=None) -> dict:
+    """Where a result came from; ``config`` (a RunConfig) adds the precision and memory format it ran with."""
     return {
         "git": git_commit(),
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hardware": hardware(),
-        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()},
+        "threads": {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", "1"))},
         "seed": seed,
+        "compute": compute(config),
     }

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from typing import Any, NoReturn, Sequence
 
-from bench.config import BATCH_SCOPES, BEFORE_ISSUE_12, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRESETS_CHOICES, UPDATE_RULES, RunConfig
+from bench.config import BATCH_SCOPES, BEFORE_ISSUE_12, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRECISIONS, PRESETS_CHOICES, UPDATE_RULES, RunConfig
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
@@ -72,7 +72,7 @@ HELP: dict[str, str] = {
     "ffcv_batches_ahead": "batches FFCV prepares ahead of the one in use",
     "ffcv_compile": "compile FFCV's pipeline with numba (--no-ffcv-compile runs the same pipeline interpreted: slow, for debugging)",
 
-    "workers": "loader worker processes or threads",
+    "workers": "loader worker processes or threads, per process (default: the cores, divided among a data-parallel job's local processes)",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
     "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (default: two GPUs if present, else both on --device: emulated)",
     "nproc": "data-parallel: processes to start with torchrun (auto: one per GPU, 2 on a CPU)",
@@ -104,8 +104,11 @@ HELP: dict[str, str] = {
     "iterations), reported beside the paper's one-epoch average so that a target reached within the first epoch is resolved",
     "relu_tanh_grid_extensions": "relu-tanh: when the chosen rate is the lowest or highest of the grid, try one more beyond it "
     "(x3 or /3), at most this many times per activation (0: the grid as given)",
+    # issue 13: how the model computes
+    "precision": "accuracy and throughput: fp32 (the paper's; TF32 off), tf32 (TF32 tensor cores), or bf16 (bfloat16 autocast, float32 weights)",
+    "channels_last": "accuracy and throughput: weights and batches in channels-last (NHWC) memory format, what cuDNN's tensor-core kernels prefer",
 }
-CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he"), "update_rule": UPDATE_RULES}
+CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HARNESSES, "mode": MODES, "lighting_stats": LIGHTING_STATS, "activation": ("relu", "tanh"), "lrn": ("authors", "paper"), "crop": (227, 224), "init": ("paper", "caffe", "he"), "update_rule": UPDATE_RULES, "precision": PRECISIONS}
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -4,6 +4,7 @@ by 10 when the validation error stops improving (at most ``max_lr_drops`` times)
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,8 +14,10 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.config import RunConfig
+from bench.driver import unusable_gpus
 from bench.errors import UserError
 from bench.optim import PaperSGD
+from bench.precision import autocast
 from pipelines.base import Loader
 
 if TYPE_CHECKING:
@@ -22,21 +25,42 @@ if TYPE_CHECKING:
 from pipelines.seeding import epoch_seed
 
 
+PROGRESS_READ_S = 1.0  # the least time between two reads of the loss for the progress bar (each waits for the device)
+_SAID: set[str] = set()  # the auto-fallback line, once per process
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when there is a GPU, else the CPU; an explicit CUDA device must exist."""
+    """``auto`` is CUDA when there is a GPU, else the CPU; an explicit CUDA device must exist.
+
+    When torch sees no GPU although the machine has some (an NVIDIA driver too old for the CUDA
+    torch was built for), ``auto`` says so in one line on stderr and ``cuda`` is that error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return normalise_device(torch.device("cuda"))
+        why = unusable_gpus()
+        if why and why not in _SAID:
+            _SAID.add(why)
+            print(f"--device auto: running on the CPU: {why}", file=sys.stderr, flush=True)
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA GPU is visible on this machine")
+            raise UserError(f"--device {name}: {unusable_gpus() or 'no CUDA GPU is visible on this machine'}")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
     elif device.type != "cpu":
         raise UserError(f"--device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return normalise_device(device)
+
+
+def normalise_device(device: torch.device) -> torch.device:
+    """``cuda`` (the current CUDA device) as ``cuda:N``, so that the same GPU always compares equal
+    (``torch.device("cuda") == torch.device("cuda:0")`` is False)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
     return device
 
 
@@ -127,13 +151,19 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
     torch.manual_seed(epoch_seed(seed, epoch) + rank)
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, *,
+               precision: str = "fp32", channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on one batch; returns the loss and the logits (not synchronised: reading them waits for the device).
 
     Every harness trains through this function, so an execution mode changes it in one place.
+    ``precision`` ``bf16`` runs the forward pass and the loss under bfloat16 autocast (``bench.precision``);
+    ``channels_last`` gives the network NHWC batches (a no-op for a batch already in that format).
     """
-    logits = net(images)
-    loss = nn.functional.cross_entropy(logits, labels)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(precision, images.device):
+        logits = net(images)
+        loss = nn.functional.cross_entropy(logits, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -148,26 +178,40 @@ def train_epoch(
     max_steps: int = 0,
     progress: bool = True,
     desc: str = "train",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> EpochResult:
-    """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s."""
+    """One pass over ``loader`` (or ``max_steps`` batches); returns mean loss, training top-1 error and images/s.
+
+    The loss and error sums stay on the device and are read once, at the end: a read per step
+    (``loss.item()``) would make the CPU wait for the GPU before queueing the next step. The
+    progress bar's loss is read at most once per ``PROGRESS_READ_S``, and only when a bar shows.
+    """
     net.train()
     total = min(len(loader), max_steps) if max_steps else len(loader)
-    loss_sum = 0.0
-    wrong = seen = 0
-    start = time.perf_counter()
+    loss_sum = wrong = None  # device tensors, made with the first batch
+    seen = 0
+    start = last_read = time.perf_counter()
     images = loader.num_samples * total // len(loader) if len(loader) else 0
-    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=1.0)
+    bar = tqdm(total=images or None, desc=desc, unit="img", disable=None if progress else True, leave=False, mininterval=PROGRESS_READ_S)
     try:
         for step, (images, labels) in enumerate(loader):
             if step >= total:
                 break
-            loss, logits = train_step(net, optimizer, images, labels)
+            loss, logits = train_step(net, optimizer, images, labels, precision=precision, channels_last=channels_last)
             n = labels.shape[0]
-            loss_sum += loss.item() * n
-            wrong += int((logits.argmax(dim=1) != labels).sum())
+            if loss_sum is None:
+                loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+                wrong = torch.zeros((), dtype=torch.int64, device=labels.device)
+            loss_sum += loss.detach().double() * n
+            wrong += (logits.detach().argmax(dim=1) != labels).sum()
             seen += n
             bar.update(n)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if not bar.disable and time.perf_counter() - last_read >= PROGRESS_READ_S:
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                last_read = time.perf_counter()
     finally:
         bar.close()
-    return EpochResult(loss_sum, wrong, seen, time.perf_counter() - start)
+    if loss_sum is None:
+        return EpochResult(0.0, 0, 0, time.perf_counter() - start)
+    return EpochResult(loss_sum.item(), int(wrong.item()), seen, time.perf_counter() - start)

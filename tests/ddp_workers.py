@@ -44,3 +44,28 @@ def ddp_step_difference() -> float:
         return max((got[k] - v).abs().max().item() for k, v in reference.state_dict().items())
     finally:
         mode.close()
+
+
+def sweep_with_a_ceiling_failing_on_rank_0(root: str, cache_dir: str, out: str) -> list[str]:
+    """A two-point throughput sweep in which rank 0's decode ceiling (measured by rank 0 alone) fails
+    at the first point; returns the records written (rank 0) or [] (rank 1). Issue 13 defect 8."""
+    from bench.config import RunConfig
+    from bench.harness import throughput
+
+    mode = DataParallel(use_cuda=False, timeout_s=60)
+    real, calls = throughput.decode_ceiling, []
+
+    def fails_first(*args, **kwargs):  # injects the failure; the ranks' agreement is what is tested
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the nvJPEG ceiling failed on rank 0")
+        return real(*args, **kwargs)
+
+    throughput.decode_ceiling = fails_first
+    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", data=root, cache_dir=cache_dir, out=out,
+                                        batch_size=4, sweep_batch_sizes="4,8", workers=0, warmup_batches=1, batches_per_repeat=1,
+                                        loader_batches_per_repeat=1, repeats=3, ceiling_images=4, progress=False, preset="embedded-cpu"))
+    try:
+        return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
+    finally:
+        mode.close()

@@ -194,6 +194,10 @@ def test_data_parallel_run_on_two_processes(cli_env, small_root, tmp_path):
     assert record["mode"]["world_size"] == 2 and record["mode"]["backend"] == "gloo"
     assert record["mode"]["global_batch"] == 8 and record["mode"]["batch_per_process"] == 4
     assert record["metrics"]["val_samples"] == 16  # every validation sample once across the ranks
+    # issue 13: each rank gets its share of the cores' threads (or the OMP_NUM_THREADS the user set), recorded
+    share = int(os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // 2))
+    assert record["mode"]["local_world_size"] == 2 and record["mode"]["intra_op_threads_per_rank"] == share
+    assert record["provenance"]["threads"]["torch"] == share and record["provenance"]["threads"]["omp_num_threads"] == str(share)
     assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 1
 
 

@@ -23,6 +23,11 @@ def run(tmp_path, **overrides) -> dict:
     return json.loads(relu_tanh.run(config).read_text())
 
 
+def ran_on(record: dict) -> list[str]:
+    """The devices a record says the run used (``Mode.describe()`` writes a list, ``devices``)."""
+    return record["mode"]["devices"]
+
+
 def first_crossing(batch_errors: list[float], window: int, target: float) -> int | None:
     """The definition, written out: the first iteration (from one full window on) whose trailing-window mean <= target."""
     for t in range(window, len(batch_errors) + 1):
@@ -134,6 +139,7 @@ def test_the_harness_runs_on_a_cifar10_folder(tmp_path):
     assert record["status"] == "complete" and record["config"]["preset"] == "paper"
     assert record["dataset"]["name"] == "cifar10" and record["dataset"]["counts"] == {"train": 30, "test": 6}
     assert record["protocol"]["iterations_per_epoch"] == 3
+    assert ran_on(record) == ["cpu"]
 
 
 def test_not_cifar10_is_a_clear_error(tmp_path):
@@ -150,6 +156,6 @@ def test_not_cifar10_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_the_data_and_networks_live_there(tmp_path):
     record = run(tmp_path, device="cuda", relu_tanh_lrs="0.001", epochs=2)
-    assert record["status"] == "complete" and record["mode"]["device"].startswith("cuda")
+    assert record["status"] == "complete" and ran_on(record)[0].startswith("cuda")
     assert record["protocol"]["cudnn_deterministic"] is True
     assert all(record["results"][a]["iterations_run"] == 16 for a in ("relu", "tanh"))

@@ -20,6 +20,7 @@ from bench.modes import Mode, running_mode
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, write_record
 from bench.reproducibility import guarantees
+from bench.precision import set_precision, to_memory_format
 from bench.train import History, make_optimizer, make_scheduler, seed_epoch, step_schedule, train_epoch
 from pipelines import create_pipeline
 
@@ -64,7 +65,8 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     pipeline = create_pipeline(config.pipeline, spec, options)
     train_split, val_split = dataset.manifest.split("train"), dataset.manifest.split("val")
 
-    net = mode.place(build_model(config, len(dataset.manifest.classes)))
+    set_precision(config.precision)  # issue 13: fp32 (TF32 off) unless --precision says otherwise
+    net = to_memory_format(mode.place(build_model(config, len(dataset.manifest.classes))), config.channels_last)
     optimizer = make_optimizer(net, config)
     scheduler = make_scheduler(optimizer, config)
     history = History()
@@ -95,7 +97,8 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
         for epoch in range(start_epoch, epochs):
             seed_epoch(config.seed, epoch, mode.rank)
             train_loader.set_epoch(epoch)
-            result = train_epoch(net, train_loader, optimizer, max_steps=config.steps_per_epoch, progress=progress, desc=f"epoch {epoch + 1}/{epochs}").summed(mode)
+            result = train_epoch(net, train_loader, optimizer, max_steps=config.steps_per_epoch, progress=progress, desc=f"epoch {epoch + 1}/{epochs}",
+                                 precision=config.precision, channels_last=config.channels_last).summed(mode)
             val = centre = evaluate(net, val_loader, progress=progress, desc="validation").summed(mode)
             lr_before = optimizer.param_groups[0]["lr"]
             if step_schedule(scheduler, val.top1):
@@ -152,7 +155,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
                 "curves": history.to_dict(),
                 "metrics": final,
                 "checkpoint": str(ckpt),
-                "provenance": provenance(config.seed),
+                "provenance": provenance(config.seed, config),
             })
             say(f"record: {path}")
     return path

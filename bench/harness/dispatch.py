@@ -66,6 +66,13 @@ def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | list[Path] | None
         if not under_torchrun():
             from bench.modes.launch import launch
 
+            # issue 13: the manifest (every file checked: hours on a first ImageNet run) and the colour
+            # statistics are made here, before any process group starts, not by rank 0 while the
+            # others wait at a barrier with a 600 s limit; the ranks then read them from the cache.
+            if config.harness in PIPELINE_HARNESSES:
+                from bench.data.source import open_dataset
+
+                open_dataset(config)
             launch(argv, processes(config))
             return None
     if config.harness == "throughput":

@@ -6,7 +6,8 @@ network is built by ``bench.builders.build_model``, placed by ``Mode.place`` and
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 
@@ -38,3 +39,25 @@ def timing_boundary(mode: Mode) -> Callable[[], None]:
             mode.barrier()
 
     return boundary
+
+
+class PeerFailed(RuntimeError):
+    """Another process of the job failed at a point all of them pass together; this one stops with it."""
+
+
+@contextmanager
+def together(mode: Mode, what: str) -> Iterator[None]:
+    """Run the block in every process, then agree on how it went: if it raised in any process, it
+    raises in all (the others ``PeerFailed``), so the processes' next collective calls still pair up
+    (e.g. rank 0 alone measures the decode ceiling: if that fails, every rank skips the point).
+    With one process it is the block alone."""
+    error: BaseException | None = None
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - re-raised below, after the others are told
+        error = err
+    [failed] = mode.max_across([1.0 if error is not None else 0.0])
+    if error is not None:
+        raise error
+    if failed:
+        raise PeerFailed(f"{what}: another process of the job failed (its error is in rank 0's record or output)")

@@ -6,7 +6,9 @@ over a block of code, sampled by a background thread with psutil.
 - ``peak_rss_bytes``: the largest sum of resident set sizes over the tree at any sample.
   Pages shared between processes (a forked worker's copy-on-write pages) count once per
   process, so this is an upper bound on the memory the tree holds.
-- ``cuda_max_allocated_bytes``: ``torch.cuda.max_memory_allocated`` over the block, on CUDA.
+- ``cuda_max_allocated_bytes``: ``torch.cuda.max_memory_allocated`` over the block on the first
+  (input) device, on CUDA; ``cuda_max_allocated_bytes_by_device``: the same for every CUDA device
+  watched (both towers' GPUs in model-parallel).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Sequence
 
 import psutil
 import torch
@@ -30,10 +33,13 @@ def available_cores() -> int:
 
 
 class ResourceMonitor:
-    """``with ResourceMonitor(device) as m: ...`` then ``m.result()``."""
+    """``with ResourceMonitor(device) as m: ...`` then ``m.result()``; ``device`` may be a list
+    (the first is the input device), and each CUDA device's peak memory is recorded."""
 
-    def __init__(self, device: torch.device | None = None, *, interval_s: float = INTERVAL_S) -> None:
-        self.device = device
+    def __init__(self, device: torch.device | Sequence[torch.device] | None = None, *, interval_s: float = INTERVAL_S) -> None:
+        devices = [] if device is None else [device] if isinstance(device, torch.device) else list(device)
+        self.cuda_devices = [d for d in devices if d.type == "cuda"]
+        self.device = devices[0] if devices else None
         self.interval_s = interval_s
         self._root = psutil.Process()
         self._first: dict[tuple[int, float], float] = {}
@@ -66,8 +72,8 @@ class ResourceMonitor:
             self._sample()
 
     def __enter__(self) -> "ResourceMonitor":
-        if self.device is not None and self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
+        for d in self.cuda_devices:
+            torch.cuda.reset_peak_memory_stats(d)
         psutil.cpu_percent(interval=None)  # start the machine-wide count here
         self._sample(initial=True)
         self._start = time.perf_counter()
@@ -98,7 +104,11 @@ class ResourceMonitor:
             "processes": len(self._last),
             "samples": self._samples,
             "cuda_max_allocated_bytes": None,
+            "cuda_max_allocated_bytes_by_device": None,
         }
-        if self.device is not None and self.device.type == "cuda":
-            out["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(self.device)
+        if self.cuda_devices:
+            peaks = {str(d): torch.cuda.max_memory_allocated(d) for d in self.cuda_devices}
+            out["cuda_max_allocated_bytes_by_device"] = peaks
+            if self.device.type == "cuda":
+                out["cuda_max_allocated_bytes"] = peaks[str(self.device)]
         return out

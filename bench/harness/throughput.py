@@ -16,7 +16,8 @@ compilation, DALI's start-up) are kept apart from every rate.
 
 With any ``--sweep-*`` flag the harness runs every point of pipelines x worker counts x
 batch sizes and writes one record per point; a point that fails is recorded as failed,
-with its error, and the sweep goes on.
+with its error, and the sweep goes on; in data-parallel every rank agrees that it failed and
+skips it (``bench.harness.execution.together``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import pandas as pd
 import torch
 
 from bench.builders import augment_spec, build_model, pipeline_options
@@ -39,9 +39,11 @@ from bench.errors import UserError
 from bench.console import say
 from bench.harness.baselines import measure_stock, ratio_to_stock
 from bench.harness.ceiling import ceiling_files, decode_ceiling
-from bench.harness.execution import timing_boundary, to_device
+from bench.harness.stream import BatchStream, epoch_starts
+from bench.harness.execution import timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
+from bench.precision import set_precision, to_memory_format
 from bench.provenance import provenance
 from bench.records import ended_by, new_run_id, read_record, write_record
 from bench.train import make_optimizer, train_step
@@ -66,6 +68,7 @@ class Protocol:
     ceiling_images: int
     timer: str = TIMER
     cuda_synchronised: bool = False
+    epoch_batches: int | None = None  # the training loader's batches per epoch (a timed repeat holds at most that many)
 
 
 def protocol_for(config: RunConfig, device: torch.device) -> Protocol:
@@ -78,32 +81,6 @@ def protocol_for(config: RunConfig, device: torch.device) -> Protocol:
         ceiling_images=config.ceiling_images,
         cuda_synchronised=device.type == "cuda",
     )
-
-
-class BatchStream:
-    """A loader's batches, epoch after epoch, for as long as they are wanted; ``new_epoch()`` abandons the current one."""
-
-    def __init__(self, loader: Loader) -> None:
-        self.loader = loader
-        self.epoch = -1
-        self._batches: Iterator[Batch] | None = None
-
-    def new_epoch(self) -> None:
-        close = getattr(self._batches, "close", None)
-        if close is not None:
-            close()
-        self.epoch += 1
-        self.loader.set_epoch(self.epoch)
-        self._batches = iter(self.loader)
-
-    def __next__(self) -> Batch:
-        if self._batches is None:
-            self.new_epoch()
-        try:
-            return next(self._batches)
-        except StopIteration:
-            self.new_epoch()
-            return next(self._batches)
 
 
 def stall_fraction(end_to_end: float, model_only: float) -> float:
@@ -161,16 +138,19 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
     batch = None  # per process
     status, error = "complete", None
     started = time.time()
+    torch_settings = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    set_precision(config.precision)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # throughput: the fastest kernels for the fixed shape
     try:
-        batch = mode.per_process_batch(config.batch_size)
-        pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=batch))
-        if len(split) < config.batch_size:
-            raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
-        files = ceiling_files(split.paths, protocol.ceiling_images)
         ceilings = {}
-        if mode.is_main:  # the ceiling uses every core: one process measures it while the others wait
-            ceilings = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size, root=dataset.manifest.root)
-        mode.barrier()
+        with together(mode, "set-up and decode ceiling"):  # a failure here, on any rank, fails the point on every rank
+            batch = mode.per_process_batch(config.batch_size)
+            pipeline = create_pipeline(config.pipeline, spec, pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=batch))
+            if len(split) < config.batch_size:
+                raise UserError(f"--batch-size {config.batch_size}: the training split has only {len(split)} images")
+            files = ceiling_files(split.paths, protocol.ceiling_images)
+            if mode.is_main:  # the ceiling uses every core: one process measures it while the others wait
+                ceilings = decode_ceiling(files, repeats=protocol.repeats, device=device, batch_size=config.batch_size, root=dataset.manifest.root)
         metrics["decode_ceiling"] = ceilings
         if mode.is_main:
             say(config, f"decode ceiling ({len(files)} files, {ceilings['cpu']['processes']} processes): "
@@ -183,6 +163,10 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         if len(loader) == 0:
             raise UserError(f"--batch-size {config.batch_size}: the training split ({len(split)} images) gives no full batch")
         stream = BatchStream(loader)
+        # A timed repeat fits in one epoch (issue 13): at most an epoch's batches per repeat, recorded as used.
+        protocol = dataclasses.replace(protocol, epoch_batches=len(loader),
+                                       batches_per_repeat=min(protocol.batches_per_repeat, len(loader)),
+                                       loader_batches_per_repeat=min(protocol.loader_batches_per_repeat, len(loader)))
         t0 = time.perf_counter()
         first = next(stream)
         mode.synchronize()
@@ -192,9 +176,11 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         def load() -> int:
             return int(next(stream)[1].shape[0])
 
+        starts = len(stream.epoch_start_seconds)
         metrics["loader_only"] = across_processes(run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat,
-                                                            repeats=protocol.repeats, device=device, boundary=boundary, progress=config.progress,
-                                                            desc="loader-only"), mode)
+                                                            repeats=protocol.repeats, device=device, devices=mode.devices(), boundary=boundary, progress=config.progress,
+                                                            desc="loader-only", before_repeat=lambda: stream.fit(protocol.loader_batches_per_repeat)), mode)
+        metrics["loader_only"]["epoch_starts"] = epoch_starts(stream, starts)
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
         if config.baselines and mode.world_size == 1:  # issue 14: the library's stock loader, loader-only, same files and protocol
             stock = measure_stock(config.pipeline, split, crop=spec.crop, batch_size=batch, workers=config.workers, seed=config.seed, device=device,
@@ -204,25 +190,30 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
             say(config, f"stock {config.pipeline} loader-only: " + (f"{stock['loader_only']['images_per_s']['median']:.1f} img/s; ours / stock {stock['ratio']:.2f}"
                                                                     if stock["ratio"] is not None else f"skipped ({stock['skipped']})"))
 
-        net = mode.place(build_model(config, len(dataset.manifest.classes)))
+        net = to_memory_format(mode.place(build_model(config, len(dataset.manifest.classes))), config.channels_last)
         optimizer = make_optimizer(net, config)
         net.train()
 
         def train_on(batch: Batch) -> int:
             images, labels = to_device(batch, mode)
-            train_step(net, optimizer, images, labels)
+            train_step(net, optimizer, images, labels, precision=config.precision, channels_last=config.channels_last)
             return int(labels.shape[0])
 
         stream.new_epoch()
+        starts = len(stream.epoch_start_seconds)
         metrics["end_to_end"] = across_processes(run_phase(lambda: train_on(next(stream)), warmup=protocol.warmup_batches,
-                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
-                                                           boundary=boundary, progress=config.progress, desc="end-to-end"), mode)
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
+                                                           boundary=boundary, progress=config.progress, desc="end-to-end",
+                                                           before_repeat=lambda: stream.fit(protocol.batches_per_repeat)), mode)
+        metrics["end_to_end"]["epoch_starts"] = epoch_starts(stream, starts)
         say(config, f"end-to-end: {metrics['end_to_end']['images_per_s']['median']:.1f} img/s")
         loader.close()  # model-only runs with no loader work in the background
 
         resident = to_device(saved, mode)
+        if config.channels_last:  # converted once, as a pipeline feeding NHWC would hand it over
+            resident = (resident[0].contiguous(memory_format=torch.channels_last), resident[1])
         metrics["model_only"] = across_processes(run_phase(lambda: train_on(resident), warmup=protocol.warmup_batches,
-                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device,
+                                                           steps=protocol.batches_per_repeat, repeats=protocol.repeats, device=device, devices=mode.devices(),
                                                            boundary=boundary, progress=config.progress, desc="model-only"), mode)
         say(config, f"model-only: {metrics['model_only']['images_per_s']['median']:.1f} img/s")
 
@@ -260,10 +251,11 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
                 "workers": config.workers,
                 "metrics": metrics,
                 "one_off_seconds": {"harness": one_off, "pipeline": pipeline.describe().get("one_off_seconds", {}) if pipeline is not None else {}},
-                "provenance": provenance(config.seed),
+                "provenance": provenance(config.seed, config),
             }
             path = write_record(config.out, record)
             say(config, f"record: {path}")
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = torch_settings
     return path
 
 
@@ -296,12 +288,18 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
         info = {"id": sweep_id, "index": index, "points": len(points), "axes": {**axes, "pipeline": pipelines}}
         say(config, f"[{index + 1}/{len(points)}] {pipeline}, {workers} worker(s), batch {batch_size}")
         row = {"pipeline": pipeline, "workers": workers, "batch_size": batch_size}
+        path, error = None, None
         try:
             path = measure(point, mode, dataset=dataset, sweep=info)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - measure() recorded it; the sweep goes on
-            say(config, f"point failed: {type(err).__name__}: {err}")
+            error = err
+        # Every rank learns whether the point failed anywhere, so all skip it together and the
+        # next point's collective calls pair with the same point's on every rank.
+        [failed] = mode.max_across([1.0 if error is not None else 0.0])
+        if failed:
+            say(config, f"point failed: {type(error).__name__}: {error}" if error is not None else "point failed on another process")
             rows.append({**row, "status": "failed"})
             continue
         if path is None:  # not the main process: it writes no record
@@ -311,6 +309,8 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
         rows.append({**row, "status": "complete", "loader_only_img_s": m["loader_only"]["images_per_s"]["median"],
                      "end_to_end_img_s": m["end_to_end"]["images_per_s"]["median"], "model_only_img_s": m["model_only"]["images_per_s"]["median"],
                      "stall_fraction": m["stall_fraction"]})
+    import pandas as pd  # the table only: a throughput point runs without pandas (bench.gpucheck on a bare machine)
+
     say(config, f"sweep {sweep_id} (medians):\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     say(config, f"records under {Path(config.out) / 'records'}")
     return paths

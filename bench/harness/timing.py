@@ -48,13 +48,17 @@ def run_phase(
     steps: int,
     repeats: int,
     device: torch.device,
+    devices: Sequence[torch.device] = (),
     boundary: Callable[[], None] | None = None,
     progress: bool = False,
     desc: str = "",
+    before_repeat: Callable[[], None] | None = None,
 ) -> dict:
     """Call ``work`` (one batch or step; returns the images it handled) ``warmup`` times untimed,
     then ``repeats`` times ``steps`` times, timing each repeat between two ``boundary`` calls
-    (default: synchronise ``device``); CPU and memory are watched over the timed repeats only."""
+    (default: synchronise ``device``); CPU and memory are watched over the timed repeats only,
+    GPU memory on ``device`` and on each of ``devices`` (the mode's, e.g. both towers' GPUs).
+    ``before_repeat`` runs before each repeat, untimed (e.g. starting a loader's next epoch there)."""
     boundary = boundary or (lambda: synchronize(device))
     bar = tqdm(total=warmup + steps * repeats, desc=desc, unit="batch", disable=not progress, leave=False, mininterval=1.0)
     try:
@@ -63,8 +67,10 @@ def run_phase(
             bar.update()
         boundary()
         timed: list[Repeat] = []
-        with ResourceMonitor(device) as monitor:
+        with ResourceMonitor(list(dict.fromkeys([device, *devices]))) as monitor:
             for _ in range(repeats):
+                if before_repeat is not None:
+                    before_repeat()
                 boundary()
                 start = time.perf_counter()
                 images = 0

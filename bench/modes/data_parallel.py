@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bench.config import cores_per_process
 from bench.errors import UserError
 from bench.modes.base import Mode
 
@@ -41,6 +42,11 @@ class DataParallel(Mode):
         self.world_size = int(os.environ["WORLD_SIZE"])
         self.local_rank = int(os.environ["LOCAL_RANK"])
         self.batch_scope = batch_scope
+        self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        # Intra-op threads per rank: OMP_NUM_THREADS as the launcher set it (torchrun: 1; bench.modes.launch:
+        # the rank's share of the cores), else the share; never every core in every rank.
+        self.threads = int(os.environ.get("OMP_NUM_THREADS") or cores_per_process())
+        torch.set_num_threads(self.threads)
         if use_cuda:
             if self.local_rank >= torch.cuda.device_count():
                 raise UserError(f"rank {self.rank}: local rank {self.local_rank} has no GPU ({torch.cuda.device_count()} visible)")
@@ -89,7 +95,8 @@ class DataParallel(Mode):
         dist.barrier()
 
     def describe(self) -> dict:
-        return {**super().describe(), "backend": self.backend, "rank_devices": f"{self.device.type} per rank", "batch_scope": self.batch_scope}
+        return {**super().describe(), "backend": self.backend, "rank_devices": f"{self.device.type} per rank", "batch_scope": self.batch_scope,
+                "local_world_size": self.local_world_size, "intra_op_threads_per_rank": self.threads}
 
     def close(self) -> None:
         if dist.is_initialized():

@@ -11,6 +11,7 @@ torchrun variables are already set, nothing is launched and the process is a wor
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from typing import Sequence
@@ -19,6 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from bench.errors import UserError
+from bench.harness.resources import available_cores
 
 
 def launch_config(nproc: int) -> LaunchConfig:
@@ -38,6 +40,10 @@ def launch_config(nproc: int) -> LaunchConfig:
 
 def launch(argv: Sequence[str], nproc: int) -> None:
     """Run ``python -m bench.run ARGV`` on ``nproc`` processes; ``UserError`` naming the failed rank if one fails."""
+    # What the torchrun command line does and elastic_launch does not: bound each worker's
+    # OpenMP/intra-op threads (torchrun sets 1; we give each its share of the cores). The workers
+    # inherit this environment; a value the user set is kept.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // nproc)))
     try:
         elastic_launch(launch_config(nproc), sys.executable)("-u", "-m", "bench.run", *argv)
     except ChildFailedError as err:

@@ -12,6 +12,7 @@ from torch import nn
 
 from bench.errors import UserError
 from bench.modes.base import Mode
+from bench.train import normalise_device
 from model.alexnet import AlexNet
 from model.two_tower import TwoTowerAlexNet, merge_state_dict, split_state_dict
 
@@ -21,17 +22,17 @@ def tower_devices(spec: str, default: torch.device) -> tuple[torch.device, torch
     if not spec:
         if default.type == "cuda" and torch.cuda.device_count() >= 2:
             return torch.device("cuda:0"), torch.device("cuda:1")
-        return default, default
+        return normalise_device(default), normalise_device(default)
     parts = [p.strip() for p in spec.split(",")]
     if len(parts) != 2:
         raise UserError(f"--mp-devices {spec!r}: give two devices separated by a comma, e.g. cuda:0,cuda:1")
     devices = []
     for p in parts:
         try:
-            d = torch.device(p)
+            d = normalise_device(torch.device(p))
         except RuntimeError:
             raise UserError(f"--mp-devices: {p!r} is not a device") from None
-        if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+        if d.type == "cuda" and (not torch.cuda.is_available() or d.index >= torch.cuda.device_count()):
             raise UserError(f"--mp-devices: {p} is not visible on this machine ({torch.cuda.device_count()} GPU(s))")
         devices.append(d)
     return devices[0], devices[1]
@@ -41,7 +42,7 @@ class ModelParallel(Mode):
     name = "model-parallel"
 
     def __init__(self, devices: tuple[torch.device, torch.device]) -> None:
-        self.tower_devices = devices
+        self.tower_devices = tuple(normalise_device(d) for d in devices)
 
     @property
     def emulated(self) -> bool:

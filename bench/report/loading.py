@@ -90,6 +90,9 @@ def common_columns(record: dict, file: str) -> dict[str, Any]:
         "commit": prov.get("git", {}).get("commit", "unknown"),
         "dirty": prov.get("git", {}).get("dirty"),
         "seed": prov.get("seed"),
+        # issue 13: how the model computed, beside every figure (records before it: fp32, row-major)
+        "precision": prov.get("compute", {}).get("precision", "fp32"),
+        "channels_last": prov.get("compute", {}).get("channels_last", False),
         "started": pd.to_datetime(record.get("started"), unit="s", utc=True) if record.get("started") is not None else pd.NaT,
     }
     row["software"] = software_label(row)
