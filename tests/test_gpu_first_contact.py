@@ -355,3 +355,44 @@ def test_gpucheck_without_a_gpu_says_so_in_one_line_and_exits_2(cli_env):
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
     assert out.stderr.startswith("python -m bench.gpucheck: no usable CUDA GPU here")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_a_training_epoch_waits_for_the_device_once():
+    """torch's sync debug mode warns at every host-device synchronisation: an epoch of 6 steps makes at most 2."""
+    import warnings
+
+    from bench.train import train_epoch
+
+    device = torch.device("cuda:0")
+    batches = [(torch.randn(4, 12, device=device), torch.randint(0, 3, (4,), device=device)) for _ in range(6)]
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    train_epoch(net, Batches(batches), optimizer, progress=False)  # warm-up: lazy CUDA initialisation
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            train_epoch(net, Batches(batches), optimizer, progress=False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 2, [str(w.message) for w in syncs]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_on_two_gpus_model_parallel_records_both_gpus_memory(small_root, cache_dir, tmp_path):
+    import json
+
+    from bench.config import RunConfig
+    from bench.harness import throughput
+    from tests.test_throughput import TINY
+
+    config = RunConfig.with_preset({**TINY, "device": "cuda", "mode": "model-parallel", "data": str(small_root), "cache_dir": str(cache_dir),
+                                    "out": str(tmp_path)})
+    record = json.loads(throughput.run(config).read_text())
+    assert record["mode"]["emulated"] is False and record["mode"]["devices"] == ["cuda:0", "cuda:1"]
+    peaks = record["metrics"]["model_only"]["resources"]["cuda_max_allocated_bytes_by_device"]
+    assert set(peaks) == {"cuda:0", "cuda:1"} and min(peaks.values()) > 0

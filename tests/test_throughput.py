@@ -61,7 +61,8 @@ def test_one_point_writes_a_complete_record(small_root, cache_dir, tmp_path):
     assert record["schema_version"] == 1 and record["harness"] == "throughput"
     assert record["status"] == "complete" and record["error"] is None and record["sweep"] is None
     assert record["protocol"] == {"warmup_batches": 1, "batches_per_repeat": 1, "loader_batches_per_repeat": 2, "repeats": 3,
-                                  "ceiling_images": 8, "timer": "time.perf_counter", "cuda_synchronised": False}
+                                  "ceiling_images": 8, "timer": "time.perf_counter", "cuda_synchronised": False,
+                                  "epoch_batches": 12}
     assert (record["batch_size"], record["workers"], record["mode"]["name"]) == (4, 1, "single")
     m = record["metrics"]
     for phase, batches in (("loader_only", 2), ("end_to_end", 1), ("model_only", 1)):
