@@ -104,3 +104,89 @@ def test_the_wrong_kind_of_file_is_named(tmp_path, capsys):
         err = one_line_error(capsys, [*argv, "--out", str(tmp_path / "out")])
         assert message in err and "weights_only" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_finished_run_is_not_resumed(tmp_path, capsys):
+    ckpt = tmp_path / "run.pt"
+    save_checkpoint(ckpt, {"run_id": "r", "epoch": 3, "config": RunConfig.with_preset({"epochs": 3}).to_dict()})
+    assert "has trained all 3 of its epochs: nothing left to train" in one_line_error(capsys, ["--resume", str(ckpt), "--out", str(tmp_path / "out")])
+    assert config_from_args(["--resume", str(ckpt), "--epochs", "4"]).epochs == 4  # training further is allowed
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_outputs_and_a_data_parallel_batch_that_does_not_split_are_found_before_any_work(cli_env, small_root, tmp_path):
+    """The real CLI: one line, exit 2, in seconds (no data opened, no torchrun started), nothing written."""
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("mine\n")
+    before = set(tmp_path.rglob("*"))
+    for args, message in [
+        (["--out", str(a_file)], f"--out {a_file}: exists and is not a directory"),
+        (["--out", str(a_file / "sub")], f"--out {a_file / 'sub'}: is under {a_file}, which exists and is not a directory"),
+        (["--cache-dir", str(a_file)], f"--cache-dir {a_file}: exists and is not a directory"),
+        (["--mode", "data-parallel", "--nproc", "3", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "out")],
+         "--batch-size 32 does not split evenly over 3 processes (--nproc)"),
+    ]:
+        out = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(small_root), *args],
+                             cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.startswith(f"python -m bench.run: error: {message}") and out.stderr.count("\n") == 1, out.stderr
+        assert out.stdout == ""
+    assert set(tmp_path.rglob("*")) == before and a_file.read_text() == "mine\n"
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(small_root, cache_dir, tmp_path, capsys):
+    # 48 training images, batch 64: no step could happen (the run used to "complete" with loss NaN)
+    err = one_line_error(capsys, ["--data", str(small_root), "--cache-dir", str(cache_dir), "--out", str(tmp_path / "out"),
+                                  "--batch-size", "64", "--workers", "0", "--no-progress"])
+    assert "the training split has 48 image(s), fewer than one batch of 64: no training step could happen" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_val_folder_is_named(small_copy, cache_dir, tmp_path, capsys):
+    import shutil
+
+    shutil.rmtree(small_copy / "val")
+    err = one_line_error(capsys, ["--data", str(small_copy), "--cache-dir", str(cache_dir), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert f"data root {small_copy} has no val/ folder" in err
+
+
+def test_records_are_strict_json_and_files_follow_the_umask(tmp_path):
+    import os
+
+    from bench.records import write_record
+
+    old = os.umask(0o022)
+    try:
+        path = write_record(tmp_path, {"run_id": "r", "curves": {"train_loss": [float("nan"), 1.5]}, "metrics": {"x": float("inf")}})
+        ckpt = tmp_path / "checkpoints" / "r.pt"
+        save_checkpoint(ckpt, {"epoch": 1})
+    finally:
+        os.umask(old)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    record = json.loads(path.read_text(), parse_constant=refuse)
+    assert record["curves"]["train_loss"] == [None, 1.5] and record["metrics"]["x"] is None
+    assert record["non_finite"] == {"curves.train_loss[0]": "nan", "metrics.x": "inf"}
+    assert path.stat().st_mode & 0o777 == 0o644 and ckpt.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.slow
+def test_an_interrupt_before_the_first_checkpoint_names_no_checkpoint(small_root, cli_env, tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", "--data", str(small_root), "--out", str(out), "--batch-size", "8",
+                             "--workers", "0", "--epochs", "5"], cwd=REPO, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not (seen and seen[-1].startswith("run ")):  # the line just before its loaders start
+        seen.append(proc.stdout.readline())
+        assert seen[-1], "the run ended before it started training"
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=120)
+    stdout = "".join(seen) + stdout
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+    assert "interrupted before the first checkpoint: nothing to resume" in stdout, stdout
+    [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["status"] == "interrupted" and record["checkpoint"] is None
+    assert not (out / "checkpoints").exists()
