@@ -206,14 +206,21 @@ def resumed_config(path: str, given: dict[str, Any]) -> RunConfig:
     """The config of a run continued from checkpoint ``path``: what is given, then the checkpoint's settings."""
     from bench.checkpoint import load_checkpoint
     from bench.harness.accuracy import epochs_for
+    from bench.records import read_record, record_path
 
     state = load_checkpoint(path)
     if not isinstance(state.get("config"), dict) or "epoch" not in state:
         raise UserError(f"--resume: {path} is not a checkpoint of a training run (no config or epoch in it)")
     config = RunConfig.from_dict({**state["config"], **given}, source=path)
-    if state["epoch"] >= epochs_for(config):
-        raise UserError(f"--resume: {path} has trained all {state['epoch']} of its epochs: nothing left to train "
-                        f"(give --epochs above {state['epoch']} to train further, or --rerun its record to run it again)")
+    record = record_path(config.out, str(state.get("run_id", "")))
+    if state["epoch"] >= epochs_for(config) and record.is_file():
+        try:
+            finished = read_record(record).get("status") == "complete"
+        except ValueError:
+            finished = False
+        if finished:  # (killed after its last checkpoint but before its record, a run is still evaluated and recorded)
+            raise UserError(f"--resume: {path} has trained all {state['epoch']} of its epochs and {record} is complete: nothing left to train "
+                            f"(give --epochs above {state['epoch']} to train further, or --rerun {record} to run it again)")
     return config
 
 

@@ -107,11 +107,17 @@ def test_the_wrong_kind_of_file_is_named(tmp_path, capsys):
 
 
 def test_a_finished_run_is_not_resumed(tmp_path, capsys):
+    from bench.records import write_record
+
+    out = tmp_path / "out"
     ckpt = tmp_path / "run.pt"
-    save_checkpoint(ckpt, {"run_id": "r", "epoch": 3, "config": RunConfig.with_preset({"epochs": 3}).to_dict()})
-    assert "has trained all 3 of its epochs: nothing left to train" in one_line_error(capsys, ["--resume", str(ckpt), "--out", str(tmp_path / "out")])
+    save_checkpoint(ckpt, {"run_id": "r", "epoch": 3, "config": RunConfig.with_preset({"epochs": 3, "out": str(out)}).to_dict()})
+    # killed after its last checkpoint, before its record: resuming evaluates it and writes the record
+    assert config_from_args(["--resume", str(ckpt)]).epochs == 3
+    record = write_record(out, {"run_id": "r", "status": "complete"})
+    assert f"has trained all 3 of its epochs and {record} is complete: nothing left to train" in one_line_error(capsys, ["--resume", str(ckpt)])
     assert config_from_args(["--resume", str(ckpt), "--epochs", "4"]).epochs == 4  # training further is allowed
-    assert not (tmp_path / "out").exists()
+    assert [p.name for p in out.rglob("*")] == ["records", "r.json"] and json.loads(record.read_text())["status"] == "complete"
 
 
 def test_unwritable_outputs_and_a_data_parallel_batch_that_does_not_split_are_found_before_any_work(cli_env, small_root, tmp_path):
