@@ -196,3 +196,12 @@ def test_an_interrupt_before_the_first_checkpoint_names_no_checkpoint(small_root
     [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     assert record["status"] == "interrupted" and record["checkpoint"] is None
     assert not (out / "checkpoints").exists()
+
+
+def test_more_processes_than_cores_is_warned_about():
+    from bench.harness.dispatch import oversubscription
+
+    config = RunConfig.with_preset({"mode": "data-parallel", "nproc": "3", "device": "cpu", "batch_size": 30})
+    assert oversubscription(config, cores=2).startswith("warning: --nproc 3 on 2 CPU core(s)")
+    assert oversubscription(config, cores=3) is None
+    assert oversubscription(RunConfig.with_preset({"nproc": "3", "device": "cpu"}), cores=2) is None  # single mode starts no processes

@@ -68,6 +68,16 @@ def check_data_parallel(config: RunConfig) -> None:
                             f"give a multiple of {n}, or --batch-scope per-rank")
 
 
+def oversubscription(config: RunConfig, cores: int | None = None) -> str | None:
+    """A warning when a data-parallel run on the CPU starts more processes than there are cores, else None."""
+    cores = cores or os.cpu_count() or 1
+    n = processes(config)
+    if config.mode != "data-parallel" or resolve_device(config.device).type != "cpu" or n <= cores:
+        return None
+    return (f"warning: --nproc {n} on {cores} CPU core(s): the processes take turns on the cores, "
+            "so times and images/s are lower than with one process per core")
+
+
 def check(config: RunConfig) -> None:
     """Everything that can be checked before any work starts (and before torchrun starts processes)."""
     check_outputs(config)
@@ -104,10 +114,9 @@ def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | list[Path] | None
         if not under_torchrun():
             from bench.modes.launch import launch
 
-            cores = os.cpu_count() or 1
-            if resolve_device(config.device).type == "cpu" and processes(config) > cores:
-                print(f"warning: {processes(config)} processes on {cores} CPU core(s): they take turns, "
-                      "so times and images/s are lower than with one process per core", file=sys.stderr, flush=True)
+            warning = oversubscription(config)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
             launch(argv, processes(config))
             return None
     if config.harness == "throughput":
