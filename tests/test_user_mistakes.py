@@ -120,15 +120,13 @@ def test_a_finished_run_is_not_resumed(tmp_path, capsys):
     assert [p.name for p in out.rglob("*")] == ["records", "r.json"] and json.loads(record.read_text())["status"] == "complete"
 
 
-def test_unwritable_outputs_and_a_data_parallel_batch_that_does_not_split_are_found_before_any_work(cli_env, small_root, tmp_path):
-    """The real CLI: one line, exit 2, in seconds (no data opened, no torchrun started), nothing written."""
+def test_unwritable_outputs_and_a_data_parallel_batch_that_does_not_split_are_found_before_any_work(cli_env, small_root, tmp_path, capsys):
+    """One line, exit 2, before the data is opened or torchrun starts anything, nothing written (the real CLI where it launches)."""
     a_file = tmp_path / "results.txt"
     a_file.write_text("mine\n")
     before = set(tmp_path.rglob("*"))
     for args, message in [
         (["--out", str(a_file)], f"--out {a_file}: exists and is not a directory"),
-        (["--out", str(a_file / "sub")], f"--out {a_file / 'sub'}: is under {a_file}, which exists and is not a directory"),
-        (["--cache-dir", str(a_file)], f"--cache-dir {a_file}: exists and is not a directory"),
         (["--mode", "data-parallel", "--nproc", "3", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "out")],
          "--batch-size 32 does not split evenly over 3 processes (--nproc)"),
     ]:
@@ -136,6 +134,11 @@ def test_unwritable_outputs_and_a_data_parallel_batch_that_does_not_split_are_fo
                              cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and out.stderr.startswith(f"python -m bench.run: error: {message}") and out.stderr.count("\n") == 1, out.stderr
         assert out.stdout == ""
+    for args, message in [
+        (["--out", str(a_file / "sub")], f"--out {a_file / 'sub'}: is under {a_file}, which exists and is not a directory"),
+        (["--cache-dir", str(a_file)], f"--cache-dir {a_file}: exists and is not a directory"),
+    ]:
+        assert message in one_line_error(capsys, ["--data", str(small_root), *args])
     assert set(tmp_path.rglob("*")) == before and a_file.read_text() == "mine\n"
 
 
