@@ -12,12 +12,29 @@ from typing import Any, Iterator
 PARTIAL = ".partial"  # the suffix of atomic_path's temporary files: never read as a result
 
 
+def umask() -> int:
+    """The process's umask (read from /proc where there is one: setting it to read it races with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on failure it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on failure it is removed.
+
+    The file gets the mode any new file gets (0666 less the umask), not mkstemp's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -45,5 +62,5 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=allow_nan) + "\n").encode())

@@ -271,11 +271,14 @@ class RunConfig:
             raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}")
         return cls(**d)
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> "RunConfig":
+    @staticmethod
+    def read_file(path: str | Path) -> dict[str, Any]:
+        """The settings a JSON or YAML config file names, as written (bench.run types and checks them as flags)."""
         path = Path(path)
         try:
             text = path.read_text()
+        except UnicodeDecodeError:
+            raise UserError(f"cannot parse config {path}: not a text file") from None
         except OSError as err:
             raise UserError(f"cannot read config {path}: {err.strerror}") from None
         try:
@@ -289,4 +292,4 @@ class RunConfig:
             raise UserError(f"cannot parse config {path}: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise UserError(f"config {path} must be a mapping of settings")
-        return cls.from_dict(data, source=str(path))
+        return data

@@ -7,6 +7,7 @@ results directory at once without losing a record.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from pathlib import Path
@@ -34,11 +35,29 @@ def ended_by(err: BaseException) -> tuple[str, str | None]:
     return "failed", f"{type(err).__name__}: {err}"
 
 
+def strict_json(obj: Any, where: str, non_finite: dict[str, str]) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None, noted in ``non_finite`` under its path (strict JSON has neither)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        non_finite[where] = str(obj)
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v, f"{where}.{k}" if where else str(k), non_finite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v, f"{where}[{i}]", non_finite) for i, v in enumerate(obj)]
+    return obj
+
+
 def write_record(results_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Write ``record`` (which must carry ``run_id``) atomically; returns its path."""
-    record = {"schema_version": SCHEMA_VERSION, **record}
+    """Write ``record`` (which must carry ``run_id``) atomically as strict JSON; returns its path.
+
+    A NaN or infinite value is written as null and named in ``non_finite`` (its path: ``nan``, ``inf`` or ``-inf``).
+    """
+    non_finite: dict[str, str] = {}
+    record = strict_json({"schema_version": SCHEMA_VERSION, **record}, "", non_finite)
+    if non_finite:
+        record["non_finite"] = non_finite
     path = record_path(results_dir, record["run_id"])
-    atomic_write_json(path, record)
+    atomic_write_json(path, record, allow_nan=False)
     return path
 
 

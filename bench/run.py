@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, Field, fields
+from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from bench.config import BATCH_SCOPES, BEFORE_ISSUE_12, EMBEDDED, HARNESSES, LIGHTING_STATS, MODES, PRECISIONS, PRESETS_CHOICES, UPDATE_RULES, RunConfig
+from bench.config import (BATCH_SCOPES, BEFORE_ISSUE_12, EMBEDDED, EMBEDDED_CPU_PRESET, HARNESS_DEFAULTS, HARNESSES, LIGHTING_STATS, MODES,
+                          PRECISIONS, PRESETS_CHOICES, UPDATE_RULES, RunConfig)
 from bench.errors import UserError
 
 PROG = "python -m bench.run"
+PRECEDENCE = ("Each setting comes from the first of: the flags given, then --config FILE, then the checkpoint (--resume) "
+              "or record (--rerun) being continued or run again, then the preset, then the defaults.")
 
 # flag help, in the order --help shows them; every RunConfig field has one
 HELP: dict[str, str] = {
@@ -34,15 +38,15 @@ HELP: dict[str, str] = {
     "embedded_val_per_class": "validation images per class in the embedded dataset",
     "strict": "stop with an error naming the first bad file instead of leaving bad files out",
     "max_pixels": "images with more pixels are left out as possible decompression bombs",
-    "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE)",
+    "cache_dir": "where manifests, colour statistics and the embedded dataset are kept (env ALEXNET_BENCH_CACHE, else ~/.cache/alexnet-bench)",
     "activation": "nonlinearity of every layer: relu or tanh (relu-tanh runs both)",
-    "lrn": "LRN convention: authors (alpha/n, cuda-convnet/Caffe/torch; the default) or paper (the formula as printed)",
+    "lrn": "LRN convention: authors (alpha/n, as cuda-convnet, Caffe and torch) or paper (the formula as printed)",
     "crop": "input size: 227 (feature maps 55-27-13-13-13-6 without padding) or 224 (conv1 padded by 2)",
     "init": "weight init: paper (N(0,0.01), bias 1 in conv2/4/5, fc6/7), caffe (bvlc_alexnet's) or he (not the paper's)",
     "flip_prob": "probability of a horizontal reflection of a training crop",
     "lighting_sigma": "std of the PCA lighting coefficients alpha (the paper: 0.1; 0 turns lighting off)",
     "lighting_stats": "eigen-statistics for lighting and normalisation: auto (ImageNet's constants for ImageNet, else computed), computed, imagenet",
-    "epochs": "training epochs (0: the paper's 90; the embedded-cpu preset: 3); relu-tanh: the most epochs each activation trains (0: 40)",
+    "epochs": "training epochs (0: the paper's 90); relu-tanh: the most epochs each activation trains (0: 40)",
     "batch_size": "images per step (global batch across all devices)",
     "lr": "initial learning rate (relu-tanh: see --relu-tanh-lrs)",
     "momentum": "SGD momentum",
@@ -74,12 +78,12 @@ HELP: dict[str, str] = {
 
     "workers": "loader worker processes or threads, per process (default: the cores, divided among a data-parallel job's local processes)",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
-    "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (default: two GPUs if present, else both on --device: emulated)",
+    "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (not given: two GPUs if present, else both on --device: emulated)",
     "nproc": "data-parallel: processes to start with torchrun (auto: one per GPU, 2 on a CPU)",
     "batch_scope": "data-parallel: whether --batch-size is the global batch (split over ranks) or per rank",
     "seed": "seed for sample order, augmentation, dropout and initialisation",
     "out": "results directory: records/ and checkpoints/ go under it",
-    "resume": "continue the run saved in this checkpoint (its settings, unless given again here)",
+    "resume": "continue the run saved in this checkpoint (its settings, unless given again here or in --config)",
     "progress": "show progress bars and per-epoch lines",
     # throughput harness
     "warmup_batches": "throughput: batches (or steps) run before each timed phase, not timed (0: 2 on a CPU, 10 on a GPU)",
@@ -112,50 +116,154 @@ CHOICES = {"batch_scope": BATCH_SCOPES, "preset": PRESETS_CHOICES, "harness": HA
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one line on stderr and exit code 2, and a flag is never matched
+    by a prefix of its name (a flag added later cannot change what an old command line means)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class RaisingParser(OneLineParser):
+    """The flags' parser for a config file's values: an error is a UserError for the caller to name the file in."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def field_default(f: Field) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+
+
+def default_help(f: Field) -> str:
+    """What --help says a field's default is: the field's own, and where a preset or a harness changes it, theirs."""
+    value = field_default(f)
+    if f.name in EMBEDDED_CPU_PRESET:
+        parts = [f"{EMBEDDED_CPU_PRESET[f.name]} on the embedded data [embedded-cpu preset], {value} elsewhere [paper]"]
+    else:
+        parts = [str(value)] if value != "" else []
+    parts += [f"--harness {harness}: {values[f.name]}" for harness, values in HARNESS_DEFAULTS.items() if f.name in values]
+    return f" (default: {'; '.join(parts)})" if parts else ""
+
+
+def add_field_arguments(parser: argparse.ArgumentParser, *, with_help: bool = True) -> None:
+    """One flag per RunConfig field, typed and with the choices the field takes."""
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        text = HELP[f.name] + default_help(f) if with_help else None
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+        parser.add_argument(flag, type=kind, choices=CHOICES.get(f.name), metavar=f.name.upper(), help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG,
-        description=__doc__.strip().splitlines()[0],
+        description=__doc__.strip().splitlines()[0] + " " + PRECEDENCE,
         argument_default=argparse.SUPPRESS,
     )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (flags given here override it)")
-    source.add_argument("--rerun", metavar="RECORD", help="run again with every setting of this run record (flags given here override them)")
-    for f in fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not f.default_factory else f.default_factory()  # type: ignore[misc]
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP[f.name] + f" (default: {default})")
-            continue
-        kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
-        parser.add_argument(flag, type=kind, choices=CHOICES.get(f.name), metavar=f.name.upper(), help=HELP[f.name] + f" (default: {default!s})")
+    parser.add_argument("--config", metavar="FILE", help="read settings from a JSON or YAML file (keys as the flags' names, "
+                        "with - or _); the settings it names count as if given as flags, and flags given here win")
+    parser.add_argument("--rerun", metavar="RECORD", help="run again with every setting of this run record (flags and --config override them)")
+    add_field_arguments(parser)
     return parser
 
 
+FILE_KINDS = {"checkpoint": ("a checkpoint", "--resume"), "record": ("a run record", "--rerun"), "config": ("a config file", "--config")}
+
+
+def refuse_wrong_kind(path: str, flag: str) -> None:
+    """A UserError when ``path``, given to ``flag``, is a kind of file another flag takes."""
+    from bench.checkpoint import file_kind
+
+    kind = file_kind(path)
+    if kind in FILE_KINDS and FILE_KINDS[kind][1] != flag:
+        name, right = FILE_KINDS[kind]
+        raise UserError(f"{flag}: {path} is {name}: use {right} {path}")
+
+
+def file_settings(path: str) -> dict[str, Any]:
+    """The settings a config file names (and only those), typed and checked as the flags are."""
+    if Path(path).is_file():
+        refuse_wrong_kind(path, "--config")
+    raw = RunConfig.read_file(path)
+    settings: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name in settings:
+            raise UserError(f"{path}: {key!r} is given twice (as {name!r} too)")
+        settings[name] = value
+    unknown = sorted(set(settings) - {f.name for f in fields(RunConfig)})
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    parser = RaisingParser(prog=PROG, argument_default=argparse.SUPPRESS, add_help=False)
+    add_field_arguments(parser, with_help=False)
+    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in fields(RunConfig)}
+    typed: dict[str, Any] = {}
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if kinds[name] == "bool":
+            if not isinstance(value, bool):
+                raise UserError(f"{path}: {name}: expected true or false, not {value!r}")
+            typed[name] = value
+            continue
+        if value is None or isinstance(value, (list, dict)):
+            raise UserError(f"{path}: {name}: expected one {kinds[name]} value, not {value!r}")
+        try:
+            typed.update(vars(parser.parse_args([flag, str(value)])))
+        except UserError as err:
+            raise UserError(f"{path}: {name}: {str(err).removeprefix(f'argument {flag}: ')}") from None
+    return typed
+
+
+def resumed_config(path: str, given: dict[str, Any]) -> RunConfig:
+    """The config of a run continued from checkpoint ``path``: what is given, then the checkpoint's settings."""
+    from bench.checkpoint import load_checkpoint
+    from bench.harness.accuracy import epochs_for
+    from bench.records import read_record, record_path
+
+    state = load_checkpoint(path)
+    if not isinstance(state.get("config"), dict) or "epoch" not in state:
+        raise UserError(f"--resume: {path} is not a checkpoint of a training run (no config or epoch in it)")
+    config = RunConfig.from_dict({**BEFORE_ISSUE_12, **state["config"], **given}, source=path)
+    record = record_path(config.out, str(state.get("run_id", "")))
+    if state["epoch"] >= epochs_for(config) and record.is_file():
+        try:
+            finished = read_record(record).get("status") == "complete"
+        except ValueError:
+            finished = False
+        if finished:  # (killed after its last checkpoint but before its record, a run is still evaluated and recorded)
+            raise UserError(f"--resume: {path} has trained all {state['epoch']} of its epochs and {record} is complete: nothing left to train "
+                            f"(give --epochs above {state['epoch']} to train further, or --rerun {record} to run it again)")
+    return config
+
+
 def config_from_args(argv: Sequence[str] | None) -> RunConfig:
+    """The run's config; each setting from the first of: flags, the --config file, the checkpoint or record, the preset, the defaults."""
     args = vars(build_parser().parse_args(argv))
     config_file = args.pop("config", None)
     rerun = args.pop("rerun", None)
-    base: dict[str, Any] = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    given = {**(file_settings(config_file) if config_file else {}), **args}
     if rerun:
         from bench.records import read_record
 
+        if given.get("resume"):
+            raise UserError("--rerun runs a recorded run again from its start and --resume continues a checkpoint: give one of them")
+        if Path(rerun).is_file():
+            refuse_wrong_kind(rerun, "--rerun")
         try:
             recorded = read_record(rerun)["config"]
         except (ValueError, KeyError) as err:
             raise UserError(f"--rerun: {err}") from None
-        return RunConfig.from_dict({**BEFORE_ISSUE_12, **recorded, "resume": "", **args}, source=rerun)
-    if "resume" in args:
-        from bench.checkpoint import load_checkpoint
-
-        return RunConfig.from_dict({**BEFORE_ISSUE_12, **load_checkpoint(args["resume"])["config"], **base, **args})
-    return RunConfig.with_preset({**base, **args})
+        return RunConfig.from_dict({**BEFORE_ISSUE_12, **recorded, "resume": "", **given}, source=rerun)
+    if given.get("resume"):
+        return resumed_config(given["resume"], given)
+    return RunConfig.with_preset(given)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0].replace("``", ""))
     parser.add_argument("--out", type=Path, help="results directory (default: results/suite-<UTC time>); records go to <out>/records")
     parser.add_argument("--cache-dir", help="where datasets and manifests are kept (default: env ALEXNET_BENCH_CACHE or ~/.cache/alexnet-bench)")
-    parser.add_argument("--smoke", action="store_true", help="every part at toy sizes: checks the machinery in about a minute, measures nothing")
+    parser.add_argument("--smoke", action="store_true", help="every part at toy sizes: checks the machinery, measures nothing "
+                        "(one such run took about 3 minutes on a 2-core CPU shared with other work, three pipelines installed)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     args = parser.parse_args(argv)
     results = (args.out or Path("results") / time.strftime("suite-%Y%m%dT%H%M%S", time.gmtime())).resolve()

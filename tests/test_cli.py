@@ -95,3 +95,63 @@ def test_a_real_run_writes_a_complete_record(cli_env, small_root, tmp_path):
     assert set(record["metrics"]) == {"top1_err_centre", "top5_err_centre", "top1_err_10crop", "top5_err_10crop", "val_samples"}
     assert (tmp_path / "checkpoints" / f"{record['run_id']}.pt").is_file()
     assert not list(tmp_path.rglob("*.partial"))
+
+
+def help_lines(capsys, monkeypatch, main, argv=("--help",)) -> list[str]:
+    """``--help`` of an in-process ``main``, one line per flag (a wide terminal: argparse wraps at $COLUMNS)."""
+    monkeypatch.setenv("COLUMNS", "3000")
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    assert exit_.value.code == 0
+    lines: list[str] = []
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("      ") and lines and lines[-1].startswith("  -"):  # a long flag's help, on the line below it
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    return lines
+
+
+def test_help_states_the_defaults_a_run_gets(capsys, monkeypatch):
+    """Every RunConfig field's flag states the default it gets: first the default run's (the embedded data, its preset),
+    then the value elsewhere and a harness's own where those differ; never a placeholder or an empty default."""
+    import re
+    from dataclasses import fields
+
+    from bench.config import RunConfig
+    from bench.run import PRECEDENCE, main
+
+    lines = help_lines(capsys, monkeypatch, main)
+    assert " ".join(PRECEDENCE.split()) in " ".join(" ".join(lines).split())
+    flags = {line.split()[0].rstrip(","): line for line in lines if line.startswith("  --")}
+    default_run, elsewhere = RunConfig.with_preset({}), RunConfig.with_preset({"data": "/data/imagenet"})
+    relu_tanh = RunConfig.with_preset({"harness": "relu-tanh", "data": "/data/cifar10"})
+    for f in fields(RunConfig):
+        line = flags["--" + f.name.replace("_", "-")]
+        assert "MISSING" not in line and " object at 0x" not in line and "(default: )" not in line, line
+        set_here = {"data", "harness"}  # what the comparison runs set themselves
+        values = [getattr(c, f.name) for c in ((default_run,) if f.name in set_here else (default_run, elsewhere, relu_tanh))]
+        if f.name == "preset":  # a run records the preset auto resolved to
+            assert "auto (embedded-cpu on the embedded data, paper elsewhere)" in line and line.endswith("(default: auto)"), line
+            continue
+        if not any(str(value) for value in values):
+            assert "default:" not in line, line
+            continue
+        assert line.count("(default: ") == 1, line
+        stated = re.search(r"\(default: (.*)\)$", line).group(1)
+        assert stated.startswith(str(values[0])), (f.name, stated, values[0])
+        for value in values[1:]:
+            assert str(value) in stated, (f.name, stated, value)
+
+
+def test_flags_are_never_matched_by_a_prefix_and_other_helps_are_whole(capsys, monkeypatch):
+    from bench.report.__main__ import main as report_main
+    from bench.suite import main as suite_main
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--epoch", "2"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --epoch 2" in capsys.readouterr().err
+    report = " ".join(help_lines(capsys, monkeypatch, report_main))
+    assert "write the report: REPORT.md, a self-contained report.html, the plots as PNG and the tables as CSV." in report
+    suite = " ".join(help_lines(capsys, monkeypatch, suite_main))
+    assert "about a minute" not in suite and "took about 3 minutes on a 2-core CPU" in suite

@@ -105,10 +105,11 @@ def test_sigint_stops_cleanly_and_records_the_run_as_interrupted(small_root, cli
     children = psutil.Process(proc.pid).children(recursive=True)
     assert children, "the DataLoader's worker processes should be running"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    stdout, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
     [record] = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
     assert record["status"] == "interrupted" and len(record["curves"]["epoch"]) >= 1
+    assert f"interrupted: continue with python -m bench.run --resume {record['checkpoint']}" in stdout  # issue 16
     gone, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"worker processes left behind: {alive}"
 

@@ -53,6 +53,8 @@ def open_dataset(config: RunConfig) -> Dataset:
     else:
         root = Path(config.data).expanduser()
         name = root.resolve().name
+        if (root / "train").is_dir() and not (root / "val").is_dir():  # issue 16: say the folder is missing
+            raise UserError(f"data root {root} has no val/ folder (expected ImageFolder layout: val/<class>/<image>)")
     manifest = load_manifest(root, config.cache_dir, progress=config.progress, max_pixels=config.max_pixels)
     bad = manifest.bad()
     if config.strict and bad:

@@ -14,6 +14,7 @@ from bench.builders import augment_spec, build_model, pipeline_options
 from bench.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from bench.config import RunConfig
 from bench.data.source import open_dataset
+from bench.errors import UserError
 from bench.evaluate import evaluate
 from bench import console
 from bench.modes import Mode, running_mode
@@ -62,6 +63,10 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     spec = augment_spec(config, dataset)
     device = mode.input_device
     options = pipeline_options(config, device, rank=mode.rank, world_size=mode.world_size, batch_size=mode.per_process_batch(config.batch_size))
+    global_batch = options.batch_size * mode.world_size
+    if counts["train"]["ok"] < global_batch:
+        raise UserError(f"--batch-size: the training split has {counts['train']['ok']} image(s), fewer than one batch of {global_batch}: "
+                        "no training step could happen (give a smaller --batch-size)")
     pipeline = create_pipeline(config.pipeline, spec, options)
     train_split, val_split = dataset.manifest.split("train"), dataset.manifest.split("val")
 
@@ -87,13 +92,14 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
     say(f"run {run_id}: {config.model} ({sum(p.numel() for p in net.parameters()):,} parameters), pipeline {config.pipeline}, "
         f"{config.mode} on {', '.join(described['devices'])} x{mode.world_size}, {epochs} epochs; checkpoint {ckpt}")
 
-    train_loader = pipeline.train_loader(train_split)
-    val_loader = pipeline.eval_loader(val_split)
     started = time.time()
     status = "complete"
     final: dict = {}
     centre = None
+    train_loader = val_loader = None
     try:
+        train_loader = pipeline.train_loader(train_split)
+        val_loader = pipeline.eval_loader(val_split)
         for epoch in range(start_epoch, epochs):
             seed_epoch(config.seed, epoch, mode.rank)
             train_loader.set_epoch(epoch)
@@ -132,10 +138,14 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
         say("final: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in final.items()))
     except BaseException as err:
         status, _ = ended_by(err)  # this record has no error field (docs/records.md)
+        if status == "interrupted":
+            tell(f"interrupted: continue with python -m bench.run --resume {ckpt}" if ckpt.is_file()
+                 else "interrupted before the first checkpoint: nothing to resume; run the same command again")
         raise
     finally:
-        train_loader.close()
-        val_loader.close()
+        for loader in (train_loader, val_loader):
+            if loader is not None:
+                loader.close()
         path = None
         if main:
             path = write_record(config.out, {
@@ -154,7 +164,7 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
                 "augmentation": spec.to_dict(),
                 "curves": history.to_dict(),
                 "metrics": final,
-                "checkpoint": str(ckpt),
+                "checkpoint": str(ckpt) if ckpt.is_file() else None,
                 "provenance": provenance(config.seed, config),
             })
             say(f"record: {path}")

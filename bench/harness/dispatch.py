@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -32,8 +34,53 @@ def check_model(config: RunConfig) -> None:
         raise UserError("--mode model-parallel splits the paper's AlexNet into its two towers: use --model alexnet")
 
 
+def check_writable(path: str | Path, flag: str) -> None:
+    """A UserError unless ``path`` is a directory this process can write in, or one it can create."""
+    given = Path(path).expanduser()
+    existing = given
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "exists" if existing == given else f"is under {existing}, which exists"
+        raise UserError(f"{flag} {path}: {where} and is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {existing} is not writable")
+
+
+def check_outputs(config: RunConfig) -> None:
+    """Before any work: the results directory (and its records/ and checkpoints/) and the cache can be written."""
+    from bench.checkpoint import CHECKPOINTS_DIR
+    from bench.records import RECORDS_DIR
+
+    for where in (config.out, Path(config.out) / RECORDS_DIR, Path(config.out) / CHECKPOINTS_DIR):
+        check_writable(where, "--out")
+    check_writable(config.cache_dir, "--cache-dir")
+
+
+def check_data_parallel(config: RunConfig) -> None:
+    """Before torchrun starts anything: the global batch splits over the processes."""
+    if config.mode != "data-parallel" or config.batch_scope != "global":
+        return
+    n = processes(config)
+    for batch in config.sweep_axes()["batch_size"] if config.sweep_axes() else [config.batch_size]:
+        if batch % n:
+            raise UserError(f"--batch-size {batch} does not split evenly over {n} processes (--nproc): "
+                            f"give a multiple of {n}, or --batch-scope per-rank")
+
+
+def oversubscription(config: RunConfig, cores: int | None = None) -> str | None:
+    """A warning when a data-parallel run on the CPU starts more processes than there are cores, else None."""
+    cores = cores or os.cpu_count() or 1
+    n = processes(config)
+    if config.mode != "data-parallel" or resolve_device(config.device).type != "cpu" or n <= cores:
+        return None
+    return (f"warning: --nproc {n} on {cores} CPU core(s): the processes take turns on the cores, "
+            "so times and images/s are lower than with one process per core")
+
+
 def check(config: RunConfig) -> None:
     """Everything that can be checked before any work starts (and before torchrun starts processes)."""
+    check_outputs(config)
     if config.harness in PIPELINE_HARNESSES and config.sweep_axes() is None:
         try:
             pipeline_class(config.pipeline)
@@ -43,6 +90,7 @@ def check(config: RunConfig) -> None:
     device = resolve_device(config.device)
     if config.mode == "data-parallel" and device.type == "cuda" and processes(config) > torch.cuda.device_count():
         raise UserError(f"--nproc {processes(config)}: only {torch.cuda.device_count()} GPU(s) visible (use --device cpu for gloo processes)")
+    check_data_parallel(config)
 
 
 def processes(config: RunConfig) -> int:
@@ -66,6 +114,9 @@ def run(config: RunConfig, argv: Sequence[str] = ()) -> Path | list[Path] | None
         if not under_torchrun():
             from bench.modes.launch import launch
 
+            warning = oversubscription(config)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
             # issue 13: the manifest (every file checked: hours on a first ImageNet run) and the colour
             # statistics are made here, before any process group starts, not by rank 0 while the
             # others wait at a barrier with a 600 s limit; the ranks then read them from the cache.

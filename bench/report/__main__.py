@@ -18,7 +18,7 @@ PROG = "python -m bench.report"
 
 
 def build_parser() -> OneLineParser:
-    parser = OneLineParser(prog=PROG, description=__doc__.strip().splitlines()[0].replace("``", ""),
+    parser = OneLineParser(prog=PROG, description=" ".join(__doc__.strip().split("\n\n")[0].split()).replace("``", ""),
                            epilog="Regenerate the committed reference report: see reports/README.md.")
     parser.add_argument("--results", type=Path, default=Path("results"),
                         help="results directory to read: every *.json run record under it, in any subfolder, e.g. what python -m bench.run --out "
