@@ -76,7 +76,7 @@ HELP: dict[str, str] = {
     "ffcv_batches_ahead": "batches FFCV prepares ahead of the one in use",
     "ffcv_compile": "compile FFCV's pipeline with numba (--no-ffcv-compile runs the same pipeline interpreted: slow, for debugging)",
 
-    "workers": "loader worker processes or threads, per process (default: the cores, divided among a data-parallel job's local processes)",
+    "workers": "loader worker processes or threads, per process; by default the cores this process may use, divided among a data-parallel job's local processes",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N",
     "mp_devices": "model-parallel: the two towers' devices, e.g. cuda:0,cuda:1 (not given: two GPUs if present, else both on --device: emulated)",
     "nproc": "data-parallel: processes to start with torchrun (auto: one per GPU, 2 on a CPU)",
