@@ -112,7 +112,7 @@ def test_mixed_decoder_without_a_gpu_is_a_one_line_error(cli_env, small_root, tm
     with pytest.raises(UserError, match="DALI sees no CUDA GPU"):
         dali_pipeline.choose_decoder("mixed", torch.device("cpu"))
     out = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--pipeline", "dali", "--dali-decoder", "mixed", "--data", str(small_root), "--out", str(tmp_path), "--no-progress"],
+        [sys.executable, "-m", "bench.run", "--pipeline", "dali", "--dali-decoder", "mixed", "--data", str(small_root), "--out", str(tmp_path), "--batch-size", "8", "--no-progress"],
         cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
