@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from model.alexnet import make_activation
-from model.convnet4 import INPUT_CONVENTION  # noqa: F401  (the same input as convnet4)
+from model.convnet4 import INPUT_CONVENTION, init_normal  # noqa: F401  (INPUT_CONVENTION: the same input as convnet4)
 from model.local import LocallyConnected2d
 from model.registry import register_model
 
@@ -71,10 +71,7 @@ class ConvLocal(nn.Module):
             )
         )
         self.fc10 = nn.Linear(32 * 8 * 8, num_classes)
-        for name, module in [*self.features.named_children(), ("fc10", self.fc10)]:
-            if name in INIT_STD:
-                nn.init.normal_(module.weight, mean=0.0, std=INIT_STD[name])
-                nn.init.zeros_(module.bias)
+        init_normal([*self.features.named_children(), ("fc10", self.fc10)], INIT_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc10(torch.flatten(self.features(x), 1))

@@ -54,6 +54,14 @@ INPUT_CONVENTION = "cuda-convnet"  # 0-255 pixels minus the training set's mean 
 INIT_STD = {"conv1": 1e-4, "conv2": 0.01, "conv3": 0.01, "fc10": 0.01}  # layers-18pct.cfg's initW
 
 
+def init_normal(layers: list[tuple[str, nn.Module]], stds: dict[str, float]) -> None:
+    """cuda-convnet's initialisation: each named layer's weights N(0, its ``initW``), its biases 0."""
+    for name, module in layers:
+        if name in stds:
+            nn.init.normal_(module.weight, mean=0.0, std=stds[name])
+            nn.init.zeros_(module.bias)
+
+
 class SpatialResponseNorm(nn.Module):
     """cuda-convnet's ``rnorm``: each activation divided by its squared neighbours' sum in a size x size window of its own map."""
 
@@ -92,10 +100,7 @@ class ConvNet4(nn.Module):
             )
         )
         self.fc10 = nn.Linear(64 * 4 * 4, num_classes)
-        for name, module in [*self.features.named_children(), ("fc10", self.fc10)]:
-            if name in INIT_STD:
-                nn.init.normal_(module.weight, mean=0.0, std=INIT_STD[name])
-                nn.init.zeros_(module.bias)
+        init_normal([*self.features.named_children(), ("fc10", self.fc10)], INIT_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc10(torch.flatten(self.features(x), 1))
