@@ -9,7 +9,9 @@ from PIL import Image
 
 from pipelines import AugmentSpec, PipelineOptions, create_pipeline, list_pipelines, pipeline_class
 from pipelines.spec import ColourStats
-from pipelines.torchvision_pipeline import PaperTransform, SeededSampler, load_rgb, preprocess
+from pipelines import torchvision_pipeline as tp
+from pipelines.torchvision_pipeline import PaperTransform, SeededSampler, decode_rgb, load_rgb, preprocess
+from torchvision.transforms.v2 import functional as F
 
 
 def make(spec=None, **options):
@@ -189,3 +191,55 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     img.save(tmp_path / "r.jpg", exif=exif)
     assert load_rgb(str(tmp_path / "r.jpg")).size == (20, 40)
+
+
+def test_the_training_decoder_gives_pils_pixels_on_every_kind_of_file(tmp_path):
+    """decode_rgb (torchvision.io, PIL for CMYK and non-JPEG) equals load_rgb bit for bit: grey,
+    CMYK, progressive, a PNG named .jpg, and all eight EXIF orientations."""
+    from tests.bad_data import _photo
+
+    photo = _photo(64, 48)
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    photo.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+    photo.save(tmp_path / "png_named.jpg", format="PNG")
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        photo.save(tmp_path / f"exif{orientation}.jpg", quality=90, exif=exif)
+    for path in sorted(tmp_path.iterdir()):
+        got, want = decode_rgb(str(path)), F.pil_to_tensor(load_rgb(str(path)))
+        assert got.dtype == torch.uint8 and torch.equal(got, want), path.name
+    assert decode_rgb(str(tmp_path / "exif6.jpg")).shape == (3, 64, 48)  # turned upright
+
+
+def test_training_crops_of_files_follow_the_pil_reference(manifest):
+    """The worker's path (decode_rgb, torch's resize) against resize-then-crop in PIL, flips on:
+    the same bound as test_random_crops_and_flips_come_from_the_seed."""
+    spec = AugmentSpec(lighting_sigma=0.0)
+    t = PaperTransform(spec, train=True)
+    for seed, path in enumerate(manifest.split("train").paths[:8]):
+        crop, _ = t.draw(decode_rgb(path), seed)
+        top, left, flip, _ = spec.draw(seed)
+        want = preprocess(load_rgb(path), spec.resize)[:, top : top + spec.crop, left : left + spec.crop]
+        levels = (crop.int() - (want.flip(-1) if flip else want).int()).abs()
+        assert levels.max() <= 1 and (levels > 0).float().mean() < 0.01
+
+
+def test_a_cpu_loader_beside_workers_normalises_on_one_thread(manifest, monkeypatch):
+    """With worker processes on the cores, the main process normalises on one torch thread (its
+    idle OpenMP threads would spin and take a core from the workers) and gives the threads back."""
+    seen = []
+    real = tp.normalise_batch
+    monkeypatch.setattr(tp, "normalise_batch", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for workers, inside in ((1, 1), (0, 2)):
+            loader = make(workers=workers).train_loader(manifest.split("train"))
+            seen.clear()
+            next(iter(loader))
+            loader.close()
+            assert seen == [inside] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
