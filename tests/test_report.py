@@ -77,8 +77,10 @@ def test_cores_to_feed_headline_and_scaling_plot(built):
     assert row["cores_to_feed_model"] == math.ceil(stats_median(m, "model_only") / per_core)
     markdown = (out / "REPORT.md").read_text()
     overview = markdown.split("## Throughput")[0]
-    assert f"**{key}**" in overview and "cores to feed: torchvision" in overview and "runs at " in overview
-    assert f"{int(row['cores_to_feed_target'])} to feed 15000 img/s" in overview
+    assert f"**{key}**" in overview and "Against the stock loader of its own library" in overview
+    assert f"Cores of this CPU to feed 15000 img/s: " in overview and f"torchvision {int(row['cores_to_feed_target'])}" in overview
+    headline = next(p for p in overview.split("\n\n") if p.startswith(f"**{key}**"))
+    assert headline.count(". ") + 1 <= 5  # a few sentences, not a paragraph per mode
     assert (out / "figures" / f"workers-scaling-{slug_key}.png").is_file()
 
 
