@@ -41,7 +41,7 @@ register_pipeline(
         module="pipelines.torchvision_pipeline",
         cls="TorchvisionPipeline",
         install="pip install -e .",
-        summary="torch DataLoader with worker processes, PIL decode, the paper's augmentation",
+        summary="torch DataLoader with worker processes, torchvision.io decode, the paper's augmentation",
     )
 )
 register_pipeline(

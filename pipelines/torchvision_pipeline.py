@@ -271,7 +271,7 @@ class TorchvisionLoader(Loader):
 
 
 class TorchvisionPipeline(Pipeline):
-    """torch DataLoader, PIL decode, the paper's augmentation; seeds per sample, not per worker."""
+    """torch DataLoader, torchvision.io decode (PIL for evaluation), the paper's augmentation; seeds per sample, not per worker."""
 
     name = "torchvision"
 
@@ -291,7 +291,7 @@ class TorchvisionPipeline(Pipeline):
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "decoder": "pil",
+            "decoder": "torchvision.io (training; PIL for CMYK and non-JPEG), pil (evaluation)",
             "worker_output": "uint8 crops and lighting shifts; lighting and normalisation batched on the target device",
             "workers": self.options.workers,
             "determinism": {"order": True, "augmentation": True, "note": "per-sample draws seeded by (seed, epoch, index): independent of worker count"},
