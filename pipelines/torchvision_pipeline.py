@@ -1,5 +1,6 @@
-"""The torchvision pipeline: a torch ``DataLoader`` with worker processes, PIL decoding and
-the paper's augmentation written with ``torchvision.transforms.v2.functional``.
+"""The torchvision pipeline: a torch ``DataLoader`` with worker processes, ``torchvision.io``
+decoding (PIL for evaluation) and the paper's augmentation written with
+``torchvision.transforms.v2.functional``.
 
 Each sample's random crop, flip and lighting come from a generator seeded by
 ``(seed, epoch, sample index)`` (see ``pipelines.seeding``), so the batches of an epoch are
