@@ -225,6 +225,25 @@ def test_exif_orientation_is_applied_as_torchvision_does(tmp_path):
     assert (xd - xp).abs().mean() * 255 > 20
 
 
+@needs_dali
+def test_training_crops_of_an_exif_rotated_file_are_those_of_the_upright_file(tmp_path):
+    """The feed sizes each crop's region from the header, turned by the EXIF orientation as DALI
+    decodes: a file stored sideways with orientation 6 gives the training crops of the same
+    photo stored upright (JPEG re-encoding aside: within a few levels, not a misplaced window)."""
+    rng = np.random.default_rng(1)
+    upright = np.clip(rng.normal(128, 40, (400, 300, 3)), 0, 255).astype(np.uint8)
+    upright[:200, :150] = (220, 30, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned 90 degrees counter-clockwise: displayed after a clockwise turn
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(tmp_path / "sideways.jpg", exif=exif, quality=98)
+    Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=98)
+    spec = AugmentSpec(colour=IDENTITY, lighting_sigma=0.0)
+    sideways, _ = next(iter(make(spec, batch_size=1, seed=3).train_loader(one_file_split(tmp_path / "sideways.jpg", 1))))
+    straight, _ = next(iter(make(spec, batch_size=1, seed=3).train_loader(one_file_split(tmp_path / "upright.jpg", 1))))
+    assert sideways.shape == straight.shape == (1, 3, 227, 227)
+    assert ((sideways - straight).abs() * 255).mean() < 3
+
+
 # --- the paper's augmentation ----------------------------------------------------------------
 
 
