@@ -149,6 +149,7 @@ class EpochFeed:
         self.sampler = SeededSampler(len(split), seed=options.seed, shuffle=True, rank=options.rank, world_size=options.world_size)
         self.batches: list[list[tuple[int, int]]] = []
         self.position = 0
+        self.sizes: dict[int, tuple[int, int]] = {}  # split index -> upright (height, width)
 
     def start(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
@@ -170,8 +171,10 @@ class EpochFeed:
         draws = [self.spec.draw(seed) for _, seed in batch]
         means = lighting_means(self.spec, np.array([alpha for *_, alpha in draws]).reshape(-1, 3))
         files = [np.fromfile(self.split.paths[i], dtype=np.uint8) for i, _ in batch]
-        regions = [crop_region(*upright_size(data, self.split.paths[i]), self.spec, top, left)
-                   for data, (i, _), (top, left, _, _) in zip(files, batch, draws)]
+        for data, (i, _) in zip(files, batch):
+            if i not in self.sizes:  # read once per file, kept for the next epochs
+                self.sizes[i] = upright_size(data, self.split.paths[i])
+        regions = [crop_region(*self.sizes[i], self.spec, top, left) for (i, _), (top, left, _, _) in zip(batch, draws)]
         return (
             files,
             [np.array([i], dtype=np.int64) for i, _ in batch],
