@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from bench.harness.timing import run_phase
+from bench.harness.stream import BatchStream, loader_only_phase
 from pipelines.base import Split
 
 
@@ -20,7 +20,6 @@ def measure_stock(pipeline: str, split: Split, *, crop: int, batch_size: int, wo
     """``{"name", "reproduces", "loader_only", "one_off_seconds", ...}`` for ``pipeline``'s library, or
     ``{"name", "skipped": why}`` when it has no stock loader or cannot run here (a missing library)."""
     from pipelines import stock  # noqa: PLC0415 - imported only when baselines are asked for
-    from bench.harness.throughput import BatchStream  # noqa: PLC0415 - throughput imports this module
 
     if pipeline not in stock.STOCK:
         return {"name": pipeline, "skipped": f"no stock loader for {pipeline!r} (known: {', '.join(stock.stock_names())})"}
@@ -37,12 +36,8 @@ def measure_stock(pipeline: str, split: Split, *, crop: int, batch_size: int, wo
         started = time.perf_counter()
         next(batches)
         first = time.perf_counter() - started
-
-        def load() -> int:
-            return int(next(batches)[1].shape[0])
-
-        phase = run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat, repeats=protocol.repeats,
-                          device=device, boundary=boundary, progress=progress, desc=f"stock {pipeline}")
+        phase = loader_only_phase(batches, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat, repeats=protocol.repeats,
+                                  device=device, boundary=boundary, progress=progress, desc=f"stock {pipeline}")
     finally:
         loader.close()
     return {"name": pipeline, "reproduces": stock.describe(pipeline), "loader_only": phase, **(loader.info or {}),

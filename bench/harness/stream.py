@@ -4,8 +4,11 @@ start kept out of the timed repeats (issue 13)."""
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
+import torch
+
+from bench.harness.timing import run_phase
 from pipelines.base import Batch, Loader
 
 
@@ -64,3 +67,21 @@ def epoch_starts(stream: BatchStream, since: int) -> dict:
     """The epoch starts a phase made between its repeats (kept out of every rate): how many, their seconds."""
     seconds = stream.epoch_start_seconds[since:]
     return {"count": len(seconds), "seconds": seconds}
+
+
+def loader_only_phase(stream: BatchStream, *, warmup: int, steps: int, repeats: int, device: torch.device,
+                      devices: Sequence[torch.device] = (), boundary: Callable[[], None] | None = None,
+                      progress: bool = False, desc: str = "loader-only") -> dict:
+    """The loader drained, no model: ``run_phase`` over the stream's batches, each repeat inside one
+    epoch (``fit``), with the epoch starts between repeats recorded apart (``epoch_starts``).
+    Our pipelines and the stock loaders (``bench.harness.baselines``) are measured by this one protocol."""
+    steps = min(steps, len(stream.loader))
+
+    def load() -> int:
+        return int(next(stream)[1].shape[0])
+
+    starts = len(stream.epoch_start_seconds)
+    phase = run_phase(load, warmup=warmup, steps=steps, repeats=repeats, device=device, devices=devices, boundary=boundary,
+                      progress=progress, desc=desc, before_repeat=lambda: stream.fit(steps))
+    phase["epoch_starts"] = epoch_starts(stream, starts)
+    return phase

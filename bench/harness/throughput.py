@@ -39,7 +39,7 @@ from bench.errors import UserError
 from bench.console import say
 from bench.harness.baselines import measure_stock, ratio_to_stock
 from bench.harness.ceiling import ceiling_files, decode_ceiling
-from bench.harness.stream import BatchStream, epoch_starts
+from bench.harness.stream import BatchStream, epoch_starts, loader_only_phase
 from bench.harness.execution import timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
@@ -173,14 +173,9 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
         one_off["first_batch_s"] = time.perf_counter() - t0
         saved = tuple(t.clone() for t in first)  # loaders may reuse their output buffers
 
-        def load() -> int:
-            return int(next(stream)[1].shape[0])
-
-        starts = len(stream.epoch_start_seconds)
-        metrics["loader_only"] = across_processes(run_phase(load, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat,
-                                                            repeats=protocol.repeats, device=device, devices=mode.devices(), boundary=boundary, progress=config.progress,
-                                                            desc="loader-only", before_repeat=lambda: stream.fit(protocol.loader_batches_per_repeat)), mode)
-        metrics["loader_only"]["epoch_starts"] = epoch_starts(stream, starts)
+        phase = loader_only_phase(stream, warmup=protocol.warmup_batches, steps=protocol.loader_batches_per_repeat, repeats=protocol.repeats,
+                                  device=device, devices=mode.devices(), boundary=boundary, progress=config.progress)
+        metrics["loader_only"] = {**across_processes(phase, mode), "epoch_starts": phase["epoch_starts"]}
         say(config, f"loader-only: {metrics['loader_only']['images_per_s']['median']:.1f} img/s")
         if config.baselines and mode.world_size == 1:  # issue 14: the library's stock loader, loader-only, same files and protocol
             stock = measure_stock(config.pipeline, split, crop=spec.crop, batch_size=batch, workers=config.workers, seed=config.seed, device=device,
