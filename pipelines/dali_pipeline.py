@@ -145,7 +145,7 @@ class EpochFeed:
     """
 
     def __init__(self, split: Split, spec: AugmentSpec, options: PipelineOptions, *, drop_last: bool) -> None:
-        self.split, self.spec, self.seed, self.batch_size, self.drop_last = split, spec, options.seed, options.batch_size, drop_last
+        self.split, self.spec, self.batch_size, self.drop_last = split, spec, options.batch_size, drop_last
         self.sampler = SeededSampler(len(split), seed=options.seed, shuffle=True, rank=options.rank, world_size=options.world_size)
         self.batches: list[list[tuple[int, int]]] = []
         self.position = 0

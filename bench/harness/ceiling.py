@@ -26,11 +26,9 @@ import torch
 from bench.harness.execution import synchronize
 from bench.harness.resources import ResourceMonitor, available_cores
 from bench.harness.timing import summarise
+from pipelines.torchvision_pipeline import JPEG_MAGIC, TORCHVISION_CODEC_WARNING
 
 CPU_DECODERS = ("pil", "torchvision.io")
-# torchvision 0.29 deprecates its own codecs in favour of TorchCodec; the decoders still work.
-TORCHVISION_CODEC_WARNING = "The image decoding and encoding capabilities of TorchVision are deprecated"
-JPEG_MAGIC = b"\xff\xd8"
 
 
 def ceiling_files(paths: tuple[str, ...] | list[str], count: int) -> list[str]:
