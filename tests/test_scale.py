@@ -122,3 +122,14 @@ def test_cli_writes_a_record_with_fits_and_projection(cli_env, tmp_path):
     [part] = [s for s in build_document(results).sections if s.level == 3 and s.title == results.scale["hardware_key"][0]]
     table = part.blocks[0]
     assert list(table.shown.columns) == ["cost", "growth (exponent)", "8 cores", "32 cores"] and "walk" in set(table.shown["cost"])
+
+
+@pytest.mark.parametrize("name", ["torchvision", "dali", "ffcv"])
+def test_each_installed_pipeline_is_measured_to_its_first_batch(name, small_root, tmp_path):
+    """``bench.scale`` drives the pipelines' own API: a change there must not leave the scale harness calling what is gone."""
+    from bench.scale.measure import installed, measure_pipeline
+
+    if not installed([name])[0]:
+        pytest.skip(f"{name} is not installed")
+    costs = measure_pipeline(name, small_root, tmp_path, workers=1)
+    assert costs["first_batch"] > 0

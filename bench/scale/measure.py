@@ -87,10 +87,6 @@ def measure_pipeline(name: str, root: Path, cache: Path, workers: int) -> dict:
     t = time.perf_counter()
     pipeline = create_pipeline(name, AugmentSpec(), options)
     loader = pipeline.train_loader(split)
-    if name == "dali":
-        f = time.perf_counter()
-        loader.files()
-        out["file_list"] = time.perf_counter() - f
     it = iter(loader)
     next(it)
     out["first_batch"] = time.perf_counter() - t
