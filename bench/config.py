@@ -112,6 +112,7 @@ class RunConfig:
     dali_decoder: str = "auto"  # auto: mixed (nvJPEG) on a CUDA device DALI sees, else cpu
     dali_hw_decoder_load: float = 0.65
     dali_prefetch_depth: int = 2
+    dali_feed_workers: int = 1
 
     # FFCV pipeline options (pipelines/ffcv_pipeline.py)
     ffcv_write_mode: str = "auto"  # issue 15: was "raw", which cannot fit ImageNet on most disks
@@ -190,6 +191,7 @@ class RunConfig:
         need(self.dali_decoder in ("auto", "mixed", "cpu"), f"--dali-decoder {self.dali_decoder!r} is not one of: auto, mixed, cpu")
         need(0.0 <= self.dali_hw_decoder_load <= 1.0, f"--dali-hw-decoder-load must be in [0, 1], not {self.dali_hw_decoder_load}")
         need(self.dali_prefetch_depth >= 1, f"--dali-prefetch-depth must be at least 1, not {self.dali_prefetch_depth}")
+        need(self.dali_feed_workers >= 1, f"--dali-feed-workers must be at least 1, not {self.dali_feed_workers}")
         # Harness settings
         for name in ("warmup_batches", "batches_per_repeat", "loader_batches_per_repeat", "relu_tanh_sweep_iterations"):
             need(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")

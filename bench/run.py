@@ -63,7 +63,9 @@ HELP: dict[str, str] = {
     "dali_decoder": "DALI's JPEG decoder: auto (mixed when --device is CUDA and DALI sees a GPU, else cpu), "
     "mixed (nvJPEG on the GPU; an error without one) or cpu (libjpeg-turbo, every operator on the CPU)",
     "dali_hw_decoder_load": "DALI mixed decoder: share of the JPEG work given to the hardware decoder (A100/H100), 0-1",
-    "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth)",
+    "dali_prefetch_depth": "DALI: batches prepared ahead of the one in use (prefetch_queue_depth, also the training feed's)",
+    "dali_feed_workers": "DALI training: Python worker processes that read each batch's files and make its draws "
+    "(parallel external_source); 1 keeps up with the CPU decoder, raise it when nvJPEG outruns it",
 
     # FFCV pipeline options
     "ffcv_write_mode": "how FFCV's .beton stores images: auto (raw when it takes at most half the cache's free disk, else jpg; "

@@ -3,9 +3,10 @@ from them (the shape of DALI's ResNet-50 example: plain functions over DataNodes
 graph-only ``@pipeline_def`` functions; batch size, threads, device and seed given at the call).
 
 The training graph is built once per loader and fed each epoch's files and random draws
-through one ``external_source`` (files read, draws made by ``pipelines.dali_pipeline.EpochFeed``
-with the torchvision pipeline's ``AugmentSpec.draw``); everything else is a DALI operator. The
-draws do not depend on the decoder, so the ``cpu`` and ``mixed`` graphs draw the same.
+through one parallel ``external_source`` (files read, draws made in DALI's Python workers by
+``pipelines.dali_feed.EpochFeed`` with the torchvision pipeline's ``AugmentSpec.draw``);
+everything else is a DALI operator. The draws do not depend on the decoder, so the ``cpu``
+and ``mixed`` graphs draw the same.
 
 Geometry, matched to ``pipelines.torchvision_pipeline.preprocess`` (torchvision's rules):
 the shorter side goes to ``size`` and the longer to ``int(size * long / short)``; the central
@@ -122,7 +123,7 @@ def _outputs(images, indices, decoder: str):
 # The training graph's external source: per sample, the encoded file, its index in the split,
 # the region of the file to decode (``start``/``end``, rows and columns) and the crop's window
 # inside that region (``roi_start``/``roi_end``), the mirror flag and the lighting folded into
-# the per-image mean. ``pipelines.dali_pipeline.EpochFeed`` produces them, the geometry with
+# the per-image mean. ``pipelines.dali_feed.EpochFeed`` produces them, the geometry with
 # ``crop_region``.
 FEED = ("jpegs", "indices", "start", "end", "roi_start", "roi_end", "mirror", "mean")
 FEED_TYPES = (types.UINT8, types.INT64, types.INT32, types.INT32, types.FLOAT, types.FLOAT, types.INT32, types.FLOAT)
@@ -171,16 +172,17 @@ def random_crop(jpegs, spec: AugmentSpec, *, start, end, roi_start, roi_end, dec
 
 
 @pipeline_def
-def train_graph(feed, *, spec: AugmentSpec, decoder: str, hw_decoder_load: float, uint8: bool):
-    """The epoch's files and draws from ``feed`` (an ``external_source`` callable, see ``FEED``):
-    crop (``random_crop``), flip, PCA lighting folded into the mean, normalisation; built once
-    and fed every epoch.
+def train_graph(feed, *, spec: AugmentSpec, decoder: str, hw_decoder_load: float, uint8: bool, feed_depth: int):
+    """The epoch's files and draws from ``feed`` (``pipelines.dali_feed.EpochFeed``, see ``FEED``),
+    run by DALI's Python workers ``feed_depth`` batches ahead (parallel ``external_source``,
+    batch mode): crop (``random_crop``), flip, PCA lighting folded into the mean,
+    normalisation; built once and fed every epoch.
 
     ``uint8``: crop and flip only; the batch leaves as uint8 with the per-image means, and torch
     normalises it on the target device (the CPU decoder feeding a GPU).
     """
-    jpegs, idx, start, end, roi_start, roi_end, mirror, mean = fn.external_source(source=feed, num_outputs=len(FEED), batch=True,
-                                                                                   dtype=list(FEED_TYPES))
+    jpegs, idx, start, end, roi_start, roi_end, mirror, mean = fn.external_source(source=feed, num_outputs=len(FEED), batch=True, batch_info=True,
+                                                                                   parallel=True, prefetch_queue_depth=feed_depth, dtype=list(FEED_TYPES))
     crop = random_crop(jpegs, spec, start=start, end=end, roi_start=roi_start, roi_end=roi_end, decoder=decoder,
                        hw_decoder_load=hw_decoder_load)
     if uint8:

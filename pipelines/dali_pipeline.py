@@ -16,10 +16,11 @@ directory scan. DALI's reader is given each sample's index in the split as its "
 the class label is looked up on the target device, so every batch also knows exactly which
 samples it holds (``iter_indexed``).
 
-Order and sharding. Training feeds the graph through one ``external_source`` (``EpochFeed``):
-each epoch, this rank's share of the torchvision sampler's order (``SeededSampler``: the
-epoch's permutation from ``pipelines.seeding``, cut to a multiple of the world size, every
-``world_size``-th sample from ``rank``), the files' bytes, and each sample's draws. Evaluation
+Order and sharding. Training feeds the graph through one parallel ``external_source``
+(``pipelines.dali_feed.EpochFeed``, run by DALI's Python worker processes): each epoch, this
+rank's share of the torchvision sampler's order (``pipelines.seeding.rank_order``: the epoch's
+permutation, cut to a multiple of the world size, every ``world_size``-th sample from
+``rank``), the files' bytes, and each sample's draws. Evaluation
 reads the manifest's order with DALI's reader; rank ``r`` reads DALI's contiguous block
 ``[r * N // world_size, (r + 1) * N // world_size)``.
 
@@ -28,11 +29,13 @@ shuffle, ``shuffle_after_epoch`` seeds with a constant plus DALI's epoch counter
 operators draw per sample *slot* from the pipeline's seed, so choosing an epoch used to mean
 rebuilding the pipeline with a new seed every epoch (nvJPEG set-up inside the epoch; issue 13).
 Instead each sample's crop, flip and lighting are ``AugmentSpec.draw(draw_seed(seed, epoch,
-index))``, the torchvision pipeline's own numbers, made in Python (a few microseconds per
+index))``, the torchvision pipeline's own numbers, made in Python (about 20 microseconds per
 sample) and fed with the files. So the graph is built once per loader, ``set_epoch(e)``
 reproduces epoch ``e`` exactly (also after a resume), and the draws do not depend on threads,
-prefetch depth, batch size, world size or the decoder. DALI cannot reset a pipeline in the
-middle of an epoch: a pass left early (``--steps-per-epoch``, a new ``iter()``) costs one rebuild.
+feed workers, prefetch depth, batch size, world size or the decoder. DALI cannot reset a
+pipeline in the middle of an epoch, and its workers count epochs from the build: a pass left
+early (``--steps-per-epoch``, a new ``iter()``), or a pass of any epoch but the next, costs
+one rebuild.
 
 Output. In the CPU graph on a CPU run, and in the mixed graph (on the GPU, handed over through
 DLPack without a copy), DALI normalises and the batch is float. When the CPU decoder feeds a
@@ -51,12 +54,14 @@ corner views contain them. ``tests/test_dali_pipeline.py`` holds the pipelines t
 Throughput defaults: ``num_threads`` from ``options.workers`` (the CPU count unless set; 0
 means the CPU count), ``prefetch_queue_depth`` from ``prefetch_depth`` (2), the training graph
 built once per loader and the evaluation graph once per loader, no Python in the graph (the
-external source's feed runs in the iterating thread, ahead by the prefetch depth).
+training feed runs in ``feed_workers`` (1) worker processes, ahead by the prefetch depth;
+forked, or spawned where a CUDA driver is initialised, as DALI requires: ``feed_start``).
 Measured for these defaults (issue 14; CPU graph, 2 threads on this project's 2-core CPU,
 batch 32, 500x375 JPEGs, one run per setting, runs vary by about 10%): prefetch depth 1, 2,
 3, 4 gave 840, 979, 1008, 934 images/s, so 2 stays; uint8 output normalised by torch instead
 of DALI's float ``crop_mirror_normalize``: 1.51 against 1.55 ms of CPU per image, no gain;
-a thread reading the next batch's files ahead: no gain. What paid: each crop's region computed
+a thread reading the next batch's files ahead: no gain. What paid: the feed in DALI's worker
+processes rather than the iterating thread (``pipelines.dali_feed`` has the figures); each crop's region computed
 by the feed from the file's header (``upright_size``, ``crop_region``) instead of in the graph
 (``peek_image_shape`` and some twenty arithmetic operators): 1,044-1,092 against 887-967
 images/s in alternated runs, and steadier. Per image on one thread, DALI's CPU operators cost
@@ -66,28 +71,27 @@ normalise to float: the graph, not its settings, sets the CPU rate (GPU: ``mixed
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import time
 from typing import Any, Iterator
 
-import numpy as np
 import torch
-from PIL import Image
 from nvidia.dali import __version__ as dali_version
-from nvidia.dali.backend import GetCUDADeviceCount
+from nvidia.dali.backend import GetCUDADeviceCount, IsDriverInitialized
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from bench.errors import UserError
 from pipelines.base import Batch, Loader, Pipeline, PipelineOptions, Split
-from pipelines.dali_graph import READER, crop_region, eval_graph, train_graph
-from pipelines.torchvision_pipeline import ORIENTATION, SeededSampler
+from pipelines.dali_feed import EpochFeed
+from pipelines.dali_graph import READER, eval_graph, train_graph
 from pipelines.spec import AugmentSpec
 
 DECODERS = ("auto", "mixed", "cpu")
-DEFAULTS: dict[str, Any] = {"decoder": "auto", "hw_decoder_load": 0.65, "prefetch_depth": 2, "uint8_output": False}
+DEFAULTS: dict[str, Any] = {"decoder": "auto", "hw_decoder_load": 0.65, "prefetch_depth": 2, "feed_workers": 1, "uint8_output": False,
+                            "feed_start": "auto"}
+FEED_STARTS = ("auto", "fork", "spawn")
 
 
 def choose_decoder(requested: str, device: torch.device) -> str:
@@ -111,79 +115,6 @@ def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int
     return rank * num_samples // world_size, (rank + 1) * num_samples // world_size
 
 
-def lighting_means(spec: AugmentSpec, alphas: np.ndarray) -> np.ndarray:
-    """Per-image normalisation means with the paper's lighting folded in, 0-255 units (``N x 3`` float32).
-
-    The spec adds ``shift = M @ alpha`` to pixels in [0, 1] before normalising: ``(x / 255 +
-    shift - mean) / std == (x - 255 * (mean - shift)) / (255 * std)``, so the shift becomes a
-    per-image mean for ``crop_mirror_normalize``: three numbers per image instead of a pass
-    over every pixel.
-    """
-    shifts = alphas @ spec.lighting_matrix().T
-    return (255.0 * (np.asarray(spec.colour.mean)[None, :] - shifts)).astype(np.float32)
-
-
-def upright_size(data: np.ndarray, path: str) -> tuple[int, int]:
-    """``(height, width)`` of an encoded image as DALI decodes it: turned upright by its EXIF
-    orientation (5 to 8 swap the sides), read from the header by PIL (tens of microseconds)."""
-    try:
-        with Image.open(io.BytesIO(data.tobytes())) as img:
-            width, height = img.size
-            orientation = img.getexif().get(ORIENTATION, 1)
-    except (OSError, ValueError) as err:
-        raise RuntimeError(f"cannot read the image header of {path}: {err}") from err
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
-class EpochFeed:
-    """The training graph's ``external_source``: this rank's share of one epoch, batch by batch.
-
-    ``start(epoch)`` chooses the epoch; each call returns the next batch as ``FEED``'s columns
-    (the files' bytes, their split indices, their draws) and ``StopIteration`` after the last.
-    The order is the torchvision sampler's (``SeededSampler``) and each sample's draws are
-    ``AugmentSpec.draw(draw_seed(seed, epoch, index))``: the torchvision pipeline's numbers.
-    """
-
-    def __init__(self, split: Split, spec: AugmentSpec, options: PipelineOptions, *, drop_last: bool) -> None:
-        self.split, self.spec, self.batch_size, self.drop_last = split, spec, options.batch_size, drop_last
-        self.sampler = SeededSampler(len(split), seed=options.seed, shuffle=True, rank=options.rank, world_size=options.world_size)
-        self.batches: list[list[tuple[int, int]]] = []
-        self.position = 0
-        self.sizes: dict[int, tuple[int, int]] = {}  # split index -> upright (height, width)
-
-    def start(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-        samples = list(self.sampler)
-        b = self.batch_size
-        stop = len(samples) - len(samples) % b if self.drop_last else len(samples)
-        self.batches = [samples[i : i + b] for i in range(0, stop, b)]
-        self.position = 0
-
-    @property
-    def finished(self) -> bool:
-        return self.position >= len(self.batches)
-
-    def __call__(self) -> tuple[list[np.ndarray], ...]:
-        if self.finished:
-            raise StopIteration
-        batch = self.batches[self.position]
-        self.position += 1
-        draws = [self.spec.draw(seed) for _, seed in batch]
-        means = lighting_means(self.spec, np.array([alpha for *_, alpha in draws]).reshape(-1, 3))
-        files = [np.fromfile(self.split.paths[i], dtype=np.uint8) for i, _ in batch]
-        for data, (i, _) in zip(files, batch):
-            if i not in self.sizes:  # read once per file, kept for the next epochs
-                self.sizes[i] = upright_size(data, self.split.paths[i])
-        regions = [crop_region(*self.sizes[i], self.spec, top, left) for (i, _), (top, left, _, _) in zip(batch, draws)]
-        return (
-            files,
-            [np.array([i], dtype=np.int64) for i, _ in batch],
-            *([np.array(r[k], dtype=dtype) for r in regions] for k, dtype in enumerate((np.int32, np.int32, np.float32, np.float32))),
-            [np.array(int(flip), dtype=np.int32) for _, _, flip, _ in draws],
-            list(means),
-        )
-
-
 class DaliLoader(Loader):
     """One split through one DALI graph, as the contract's ``(images, labels)`` batches on the target device.
 
@@ -204,7 +135,8 @@ class DaliLoader(Loader):
         start, end = shard_bounds(usable, o.rank, o.world_size)
         self.shard_size = end - start
         self._labels = torch.tensor(split.labels, dtype=torch.int64, device=owner.device)
-        self._feed = EpochFeed(split, owner.spec, o, drop_last=drop_last) if train else None
+        self._feed: EpochFeed | None = None  # training: the built graph's feed
+        self._next_epoch = 0  # training: the epoch the kept graph feeds on its next pass (DALI counts epochs itself)
         self._iterator: DALIGenericIterator | None = None
         self._at_epoch_end = False  # the kept iterator finished a pass and can be reset for the next
 
@@ -224,8 +156,11 @@ class DaliLoader(Loader):
         o, owner = self.owner.options, self.owner
         common = dict(spec=owner.spec, decoder=owner.decoder, hw_decoder_load=owner.settings["hw_decoder_load"], uint8=owner.uint8_output,
                       batch_size=o.batch_size, num_threads=owner.threads, device_id=owner.device_id, prefetch_queue_depth=owner.settings["prefetch_depth"])
-        if self.train:
-            pipe = train_graph(self._feed, **common, seed=o.seed)  # no DALI random operator: the feed draws
+        if self.train:  # no DALI random operator: the feed draws
+            self._feed = EpochFeed(self.split, owner.spec, o, drop_last=self.drop_last, first_epoch=self.epoch)
+            self._next_epoch = self.epoch
+            pipe = train_graph(self._feed, **common, feed_depth=owner.settings["prefetch_depth"], seed=o.seed,
+                               py_num_workers=owner.settings["feed_workers"], py_start_method=owner.feed_start())
         else:
             pipe = eval_graph(list(self.split.paths), list(range(len(self.split))), shard_id=o.rank, num_shards=o.world_size, **common,
                               ten_crop=self.ten_crop, seed=o.seed)
@@ -240,11 +175,10 @@ class DaliLoader(Loader):
     def _start_pass(self) -> DALIGenericIterator:
         if not self.train:
             return self._iterator if self._iterator is not None else self._build()
-        self._feed.start(self.epoch)  # before the (re)start: DALI calls the feed as soon as it prefetches
-        if self._iterator is not None and self._at_epoch_end:
-            self._iterator.reset()
+        if self._iterator is not None and self._at_epoch_end and self.epoch == self._next_epoch:
+            self._iterator.reset()  # DALI's epoch count goes up by one: the feed's next epoch
             return self._iterator
-        self._iterator = None  # none yet, or left mid-epoch: build (DALI cannot reset mid-epoch)
+        self._iterator = None  # none yet, left mid-epoch, or not the next epoch: build (DALI cannot reset mid-epoch)
         return self._build()
 
     def iter_indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -276,6 +210,8 @@ class DaliLoader(Loader):
             # A pass left early is dropped, and the next builds a new graph.
             if finished:
                 self._iterator, self._at_epoch_end = iterator, True
+                if self.train:
+                    self._next_epoch += 1
 
     def _named_errors(self, iterator: DALIGenericIterator, served) -> Iterator:
         """DALI's batches, with ``named_failure`` on a failed decode."""
@@ -293,9 +229,10 @@ class DaliLoader(Loader):
         """The training graph's external source carries no file name: a failed decode of sample ``#k``
         of batch ``batch`` (DALI counts within a batch) is given its file's path; other errors pass as they are."""
         found = re.search(r"Failed to decode sample #(\d+)", str(err))
-        if not self.train or not found or batch >= len(self._feed.batches) or int(found.group(1)) >= len(self._feed.batches[batch]):
+        samples = self._feed.batch(self._next_epoch, batch) if self.train and self._feed is not None else []
+        if not found or int(found.group(1)) >= len(samples):
             return err
-        index, _ = self._feed.batches[batch][int(found.group(1))]
+        index = samples[int(found.group(1))]
         return RuntimeError(f"Failed to decode sample #{found.group(1)} of batch {batch}: {self.split.paths[index]}\n{err}")
 
     def __iter__(self) -> Iterator[Batch]:
@@ -321,6 +258,10 @@ class DaliPipeline(Pipeline):
             raise UserError(f"--dali-hw-decoder-load must be in [0, 1], not {self.settings['hw_decoder_load']}")
         if self.settings["prefetch_depth"] < 1:
             raise UserError(f"--dali-prefetch-depth must be at least 1, not {self.settings['prefetch_depth']}")
+        if self.settings["feed_workers"] < 1:
+            raise UserError(f"--dali-feed-workers must be at least 1, not {self.settings['feed_workers']}")
+        if self.settings["feed_start"] not in FEED_STARTS:
+            raise ValueError(f"DALI option feed_start {self.settings['feed_start']!r} is not one of: {', '.join(FEED_STARTS)}")
         self.device = torch.device(options.device)
         self.decoder = choose_decoder(self.settings["decoder"], self.device)
         self.device_id = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if self.decoder == "mixed" else None
@@ -333,6 +274,7 @@ class DaliPipeline(Pipeline):
         self.eval_means = self.mean255.view(1, 3)
         self.build_seconds = 0.0
         self.builds = 0
+        self.feed_started_by: str | None = None  # how the last training graph's feed workers were started
 
     def normalise(self, images: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         """uint8 ``N x 3 x H x W`` (or ``N x 10 x 3 x H x W``) on the host to ``(x - mean) / std`` (0-255 units; ``means`` per image) on the device."""
@@ -340,6 +282,14 @@ class DaliPipeline(Pipeline):
         shape = (-1,) + (1,) * (x.dim() - 4) + (3, 1, 1)
         x -= means.to(self.device, non_blocking=True).view(shape)
         return x.div_(self.std255.view((1,) * (x.dim() - 3) + (3, 1, 1)))
+
+    def feed_start(self) -> str:
+        """How DALI starts the training feed's worker processes: ``fork`` (a fraction of a second) unless a
+        CUDA driver is initialised in this process, where DALI refuses to fork; then ``spawn`` (each worker
+        imports this package: a few seconds, once per graph build, counted in the build's one-off time)."""
+        chosen = self.settings["feed_start"]
+        self.feed_started_by = ("spawn" if IsDriverInitialized() else "fork") if chosen == "auto" else chosen
+        return self.feed_started_by
 
     def record_build(self, seconds: float) -> None:
         self.build_seconds += seconds
@@ -360,6 +310,8 @@ class DaliPipeline(Pipeline):
             "device_id": self.device_id,
             "threads": self.threads,
             "prefetch_depth": self.settings["prefetch_depth"],
+            "feed_workers": self.settings["feed_workers"],
+            "feed_started_by": self.feed_started_by,
             "output": "uint8, normalised by torch on the device" if self.uint8_output else "float, normalised by DALI",
             "pipeline_builds": self.builds,
             "dali_version": dali_version,

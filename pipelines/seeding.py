@@ -23,3 +23,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """The sample order of ``epoch``: a permutation of ``range(num_samples)``."""
     return np.random.default_rng(epoch_seed(seed, epoch)).permutation(num_samples)
+
+
+def rank_order(num_samples: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Rank ``rank``'s training samples of ``epoch``, in order: the epoch's permutation cut to a
+    multiple of ``world_size`` (every rank takes as many steps), then every ``world_size``-th from ``rank``."""
+    usable = num_samples - num_samples % world_size
+    return epoch_permutation(num_samples, seed, epoch)[:usable][rank::world_size].tolist()

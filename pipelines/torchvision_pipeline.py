@@ -35,7 +35,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from pipelines.base import Batch, Loader, Pipeline, PipelineOptions, Split
-from pipelines.seeding import draw_seed, epoch_permutation
+from pipelines.seeding import draw_seed, rank_order
 from pipelines.spec import AugmentSpec
 
 
@@ -191,9 +191,7 @@ class SeededSampler(Sampler):
     def indices(self) -> Sequence[int]:
         if not self.shuffle:
             return range(self.rank, self.num_samples, self.world_size)
-        order = epoch_permutation(self.num_samples, self.seed, self.epoch)
-        usable = self.num_samples - self.num_samples % self.world_size
-        return order[:usable][self.rank :: self.world_size].tolist()
+        return rank_order(self.num_samples, self.seed, self.epoch, self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for index in self.indices():
