@@ -27,7 +27,7 @@ from nvidia.dali import fn, types
 from nvidia.dali import math as dmath
 from nvidia.dali.pipeline import pipeline_def
 
-from pipelines.spec import AugmentSpec
+from pipelines.spec import AugmentSpec, centre_start
 
 READER = "reader"  # the reader's name, so the iterator can size the epoch and drop padding
 
@@ -134,7 +134,7 @@ def crop_window(n: int, short: int, size: int, offset: int, crop: int) -> tuple[
     """The input interval ``[start, end)`` along an axis of ``n`` pixels that maps onto ``[offset, offset + crop)``
     of the central ``size`` square (``centre_square``'s geometry: Python's round, halves to even)."""
     out = (size * n) // short
-    top = round((out - size) / 2) + offset
+    top = centre_start(out, size) + offset
     return top * n / out, (top + crop) * n / out
 
 

@@ -30,6 +30,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def centre_start(length: int, size: int) -> int:
+    """Where the central ``size`` pixels of ``length`` start: ``round((length - size) / 2)``,
+    Python's round (halves to even), as torchvision's ``center_crop``. Every pipeline cuts the
+    paper's central square by this rule."""
+    return round((length - size) / 2)
+
+
 @dataclass(frozen=True)
 class ColourStats:
     """Per-channel mean/std and the RGB covariance's eigen-decomposition, pixels in [0, 1]."""

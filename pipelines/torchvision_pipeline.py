@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import functional as F
 
 from pipelines.base import Batch, Loader, Pipeline, PipelineOptions, Split
 from pipelines.seeding import draw_seed, rank_order
-from pipelines.spec import AugmentSpec
+from pipelines.spec import AugmentSpec, centre_start
 
 
 ORIENTATION = 0x0112  # the EXIF tag; 1 (or absent) means upright
@@ -91,7 +91,7 @@ def preprocess(img: Image.Image, size: int) -> torch.Tensor:
 
 def square_origin(height: int, width: int, size: int) -> tuple[int, int]:
     """Top-left corner, in an image resized to shorter side ``size``, of its central square (``center_crop``'s rounding)."""
-    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return centre_start(height, size), centre_start(width, size)
 
 
 class PaperTransform:
