@@ -26,7 +26,10 @@ workers may run batches in any order, and the loader can name the files of a fai
 
 from __future__ import annotations
 
+import ctypes
 import io
+import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -61,6 +64,24 @@ def upright_size(data: np.ndarray, path: str) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with(parent: int) -> None:
+    """In a feed worker: be killed when ``parent``, the process that started it, dies.
+
+    DALI's workers wait on shared-memory queues and outlive a SIGKILLed run, holding its output
+    pipes open; so the worker asks Linux (DALI's only platform) for SIGKILL when its parent
+    dies (``PR_SET_PDEATHSIG``), and exits at once if that already happened. Linux sends the
+    signal when the parent's *thread* that started the worker ends: DALI starts them in
+    ``Pipeline.build``, which the loader calls from the iterating thread.
+    """
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed in a DALI feed worker")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 class EpochFeed:
     """This rank's training batches, as ``pipelines.dali_graph.FEED``'s columns, for DALI's workers.
 
@@ -75,6 +96,8 @@ class EpochFeed:
         self.batch_size, self.seed, self.rank, self.world_size = options.batch_size, options.seed, options.rank, options.world_size
         self._order: tuple[int, list[int]] = (-1, [])  # (epoch, this rank's samples)
         self._sizes: dict[int, tuple[int, int]] = {}  # split index -> upright (height, width)
+        self._parent = os.getpid()  # the loader's process; a worker dies with it (``die_with``)
+        self._armed: int | None = None  # the worker process that has called ``die_with``
 
     def order(self, epoch: int) -> list[int]:
         """This rank's samples of ``epoch``, in order (the torchvision sampler's)."""
@@ -94,6 +117,9 @@ class EpochFeed:
         return self._sizes[index]
 
     def __call__(self, info: Any) -> tuple[Any, ...]:
+        if self._armed != os.getpid():  # first call in this worker: DALI calls the feed only there
+            die_with(self._parent)
+            self._armed = os.getpid()
         epoch = self.first_epoch + info.epoch_idx
         batch = self.batch(epoch, info.iteration)
         if not batch:

@@ -72,8 +72,14 @@ def kill_then_resume(args: list[str], kill_after_epoch: int, env: dict) -> dict:
     out = Path(args[args.index("--out") + 1])
     proc = start(args, env)
     wait_for(lambda: checkpoint_epoch(out) >= kill_after_epoch, proc)
+    helpers = psutil.Process(proc.pid).children(recursive=True)  # loader workers, DALI's feed workers
     proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    _, alive = psutil.wait_procs(helpers, timeout=15)  # torch's workers look for their parent every 5 s
+    left = [" ".join(p.cmdline()[:3]) for p in alive]
+    for p in alive:
+        p.kill()
+    proc.communicate(timeout=60)  # a process left behind would hold the run's output pipes
+    assert not left, f"processes outlived the killed run: {left}"
     [ckpt] = (out / "checkpoints").glob("*.pt")
     return run_to_the_end(["--resume", str(ckpt), "--no-progress"], out, env)
 
