@@ -40,6 +40,7 @@ from pipelines.dali_graph import crop_region
 from pipelines.seeding import draw_seed, rank_order
 from pipelines.spec import AugmentSpec
 
+
 def lighting_means(spec: AugmentSpec, alphas: np.ndarray) -> np.ndarray:
     """Per-image normalisation means with the paper's lighting folded in, 0-255 units (``N x 3`` float32).
 
