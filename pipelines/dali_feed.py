@@ -27,10 +27,12 @@ workers may run batches in any order, and the loader can name the files of a fai
 from __future__ import annotations
 
 import ctypes
+import gc
 import io
 import os
 import signal
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import ExifTags, Image
@@ -83,6 +85,48 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
+_forking_for: int | None = None  # the loader's process id while it forks feed workers (``forking_workers``)
+
+
+def _arm_forked_worker() -> None:
+    """Run by ``os.fork`` in every child: a feed worker forked by ``forking_workers`` arms ``die_with``
+    at once, so a run killed between the fork and the feed's first call leaves no worker behind."""
+    if _forking_for is not None:
+        die_with(_forking_for)
+
+
+os.register_at_fork(after_in_child=_arm_forked_worker)
+
+
+@contextmanager
+def forking_workers(forking: bool) -> Iterator[None]:
+    """Around a ``Pipeline.build`` that forks the feed's workers (``forking``).
+
+    - The workers die with this process from the moment they are forked (``die_with``, armed
+      by an ``os.register_at_fork`` hook while this block runs). The feed's first call arms
+      it again, which covers spawned workers.
+    - They inherit no garbage. A graph left by an earlier pass (the stock baseline's, in a
+      cycle) is often unreachable but not yet collected. A forked worker's own garbage
+      collection would then run its ``Pipeline.__del__``, which waits forever for DALI threads
+      that fork did not copy; it hung the suite's smoke run. So the garbage is collected here
+      first, where its threads can shut down, and every object is frozen (``gc.freeze``)
+      while the workers are forked, so nothing they inherit is ever collected in them. Python's
+      ``gc`` documentation gives the same recipe for fork without exec.
+    """
+    global _forking_for
+    if not forking:
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    _forking_for = os.getpid()
+    try:
+        yield
+    finally:
+        _forking_for = None
+        gc.unfreeze()
+
+
 class EpochFeed:
     """This rank's training batches, as ``pipelines.dali_graph.FEED``'s columns, for DALI's workers.
 
@@ -118,7 +162,7 @@ class EpochFeed:
         return self._sizes[index]
 
     def __call__(self, info: Any) -> tuple[Any, ...]:
-        if self._armed != os.getpid():  # first call in this worker: DALI calls the feed only there
+        if self._armed != os.getpid():  # first call in this worker (a spawned one is not armed yet)
             die_with(self._parent)
             self._armed = os.getpid()
         epoch = self.first_epoch + info.epoch_idx

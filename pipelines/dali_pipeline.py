@@ -71,12 +71,10 @@ normalise to float: the graph, not its settings, sets the CPU rate (GPU: ``mixed
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import re
 import time
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
@@ -86,7 +84,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
 from bench.errors import UserError
 from pipelines.base import Batch, Loader, Pipeline, PipelineOptions, Split
-from pipelines.dali_feed import EpochFeed
+from pipelines.dali_feed import EpochFeed, forking_workers
 from pipelines.dali_graph import READER, eval_graph, train_graph
 from pipelines.spec import AugmentSpec
 
@@ -115,29 +113,6 @@ def choose_decoder(requested: str, device: torch.device) -> str:
 def shard_bounds(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:
     """DALI's contiguous shard ``rank`` of ``num_samples``: ``[start, end)``."""
     return rank * num_samples // world_size, (rank + 1) * num_samples // world_size
-
-
-@contextmanager
-def inherited_garbage_kept_from_workers(forking: bool) -> Iterator[None]:
-    """Around a ``Pipeline.build`` that forks the feed's workers (``forking``).
-
-    A graph left by an earlier pass is often unreachable but not yet collected when the next
-    graph forks. A forked worker's own garbage collection would then run its ``Pipeline.__del__``,
-    which waits forever for DALI threads that fork did not copy (it hung the suite's smoke run).
-    So the garbage is collected here first, where its threads can shut down, and every object
-    is frozen (``gc.freeze``: left alone by collections) while the workers are forked, so
-    nothing the workers inherit is ever collected in them. Python's ``gc`` documentation gives
-    the same recipe for fork without exec.
-    """
-    if not forking:
-        yield
-        return
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 class DaliLoader(Loader):
@@ -190,7 +165,7 @@ class DaliLoader(Loader):
             pipe = eval_graph(list(self.split.paths), list(range(len(self.split))), shard_id=o.rank, num_shards=o.world_size, **common,
                               ten_crop=self.ten_crop, seed=o.seed)
         started = time.perf_counter()
-        with inherited_garbage_kept_from_workers(self.train and owner.feed_started_by == "fork"):
+        with forking_workers(self.train and owner.feed_started_by == "fork"):
             pipe.build()  # starts the training graph's feed workers
         owner.record_build(time.perf_counter() - started)
         if self.train:  # the feed ends the epoch itself (StopIteration); its batches are already whole or partial as asked

@@ -10,6 +10,7 @@ import sys
 import weakref
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from PIL import Image
@@ -366,6 +367,43 @@ def test_graphs_left_as_garbage_are_collected_before_feed_workers_are_forked(man
         assert p.describe()["feed_started_by"] == "fork" and all(g() is None for g in graphs)
     finally:
         gc.enable()
+
+
+FORKS_FEED_WORKERS = """
+import json, sys, time
+from pipelines import AugmentSpec, PipelineOptions, Split
+from pipelines.dali_feed import EpochFeed, forking_workers
+from pipelines.dali_graph import train_graph
+
+paths, armed = json.loads(sys.argv[1]), sys.argv[2] == "armed"
+split = Split("train", tuple(paths), (0,) * len(paths), 1, "x")
+spec = AugmentSpec()
+feed = EpochFeed(split, spec, PipelineOptions(batch_size=4), drop_last=False, first_epoch=0)
+pipe = train_graph(feed, spec=spec, decoder="cpu", hw_decoder_load=0.0, uint8=False, feed_depth=1, batch_size=4, num_threads=1,
+                   device_id=None, seed=0, py_num_workers=1, py_start_method="fork")
+with forking_workers(armed):
+    pipe.build()  # the workers are forked; the graph never runs, so the feed is never called
+print("built", flush=True)
+time.sleep(120)
+"""
+
+
+@needs_dali
+@pytest.mark.parametrize("armed", [True, False], ids=["forking_workers", "control"])
+def test_a_feed_worker_dies_with_a_run_killed_before_the_feed_was_first_called(manifest, armed):
+    """The window between the fork and the feed's first call: a run killed there leaves no worker
+    (the control, forked outside ``forking_workers``, outlives its parent; it is killed here)."""
+    paths = json.dumps(list(manifest.split("train").paths[:8]))
+    with subprocess.Popen([sys.executable, "-c", FORKS_FEED_WORKERS, paths, "armed" if armed else "plain"], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as run:
+        assert run.stdout.readline().strip() == "built"
+        workers = [p for p in psutil.Process(run.pid).children() if "resource_tracker" not in " ".join(p.cmdline())]
+        assert workers
+        run.kill()
+    _, alive = psutil.wait_procs(workers, timeout=3)
+    for p in alive:
+        p.kill()
+    assert bool(alive) != armed
 
 
 @needs_dali
