@@ -58,3 +58,22 @@ def test_relu_tanh_runs_on_an_image_folder(folder, tmp_path):
     record = json.loads(relu_tanh.run(config).read_text())
     assert record["status"] == "complete" and record["dataset"]["name"] == "photos"
     assert record["dataset"]["counts"] == {"train": 12, "test": 4} and record["protocol"]["iterations_per_epoch"] == 3
+
+
+def test_relu_tanh_needs_no_val_folder(folder, tmp_path):
+    # Figure 1 is a training error: a root with only train/ is enough (it used to fail: "no decodable images in val/")
+    import shutil
+
+    from bench.data.manifest import load_manifest
+
+    shutil.rmtree(folder / "val")
+    config = RunConfig.with_preset({"harness": "relu-tanh", "data": str(folder), "cache_dir": str(tmp_path / "cache"), "workers": 0,
+                                    "progress": False, "out": str(tmp_path / "out"), "batch_size": 4, "relu_tanh_lrs": "0.001", "epochs": 1})
+    record = json.loads(relu_tanh.run(config).read_text())
+    assert record["status"] == "complete" and record["dataset"]["counts"] == {"train": 12, "test": 0}
+    # the manifest it cached holds no val/: a harness that evaluates still refuses it, from the cache, naming the folder
+    with pytest.raises(UserError, match=f"data root {folder} has no val/ folder"):
+        load_manifest(folder, tmp_path / "cache", progress=False)
+    (folder / "val").mkdir()
+    with pytest.raises(UserError, match=f"data root {folder} has no decodable images in val/"):
+        load_manifest(folder, tmp_path / "cache", progress=False)

@@ -244,8 +244,13 @@ def load_manifest(
     workers: int | None = None,
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    required: tuple[str, ...] = SPLITS,
 ) -> Manifest:
-    """The manifest of ``root``, from the cache when the dataset has not changed, else by checking every file."""
+    """The manifest of ``root``, from the cache when the dataset has not changed, else by checking every file.
+
+    Each split in ``required`` must hold a decodable image (a ``UserError`` names the split, and
+    says when its folder is missing); the relu-tanh harness, which trains only, requires ``train``.
+    """
     root = Path(root).resolve()
     try:
         classes, listed = _list_files(root)
@@ -255,14 +260,14 @@ def load_manifest(
     cache_file = Path(cache_dir) / "manifests" / f"{fp}.json"
     cached = _read_cached(cache_file, root)
     if cached is not None:
-        return cached
+        return require_splits(cached, required)
     journal = cache_file.with_suffix(".partial")
     journal.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_file.with_suffix(".lock"), "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # processes started together (ranks) check once; released if this one dies
         cached = _read_cached(cache_file, root)
         if cached is not None:
-            return cached
+            return require_splits(cached, required)
         to_check = [f for f in listed if not f.reason]
         checked = _check_all([str(root / f.path) for f in to_check], [f.path for f in to_check], journal,
                              workers or os.cpu_count() or 1, progress, max_pixels)
@@ -278,11 +283,24 @@ def load_manifest(
             for f in listed
         )
         manifest = Manifest(root=str(root), classes=tuple(classes), entries=entries, fingerprint=fp)
-        for split in SPLITS:
-            if not any(e.split == split and e.status == "ok" for e in entries):
-                raise UserError(f"data root {root} has no decodable images in {split}/")
-        atomic_write_json(cache_file, manifest.to_dict())
+        atomic_write_json(cache_file, manifest.to_dict())  # cached whatever it holds: what a caller requires is checked below
         journal.unlink(missing_ok=True)
+    return require_splits(manifest, required)
+
+
+def missing_split_folder(root: str | os.PathLike, split: str) -> str:
+    """The error for a data root without ``split/`` (said before any file is checked, where a caller can)."""
+    return f"data root {root} has no {split}/ folder (expected ImageFolder layout: {split}/<class>/<image>)"
+
+
+def require_splits(manifest: Manifest, splits: tuple[str, ...]) -> Manifest:
+    """``manifest`` if each of ``splits`` holds a decodable image; else a ``UserError`` that names the split."""
+    counts = manifest.counts()
+    for split in splits:
+        if counts[split]["ok"] == 0:
+            if not (Path(manifest.root) / split).is_dir():
+                raise UserError(missing_split_folder(manifest.root, split))
+            raise UserError(f"data root {manifest.root} has no decodable images in {split}/")
     return manifest
 
 

@@ -3,8 +3,9 @@
 ``--data ROOT`` (``ROOT/train/<class>/<image>``, ``ROOT/val/<class>/<image>``, the layout every
 harness reads): the files are listed and checked by ``bench.data.manifest`` exactly as for the
 other harnesses (bad files left out with their reason, or an error under ``--strict``; the
-manifest's fingerprint names the dataset). Every good image of ``train/`` (training) and
-``val/`` (kept as the test split) is decoded with PIL, converted to RGB (grayscale becomes
+manifest's fingerprint names the dataset). ``val/`` may be absent: the harness reports a training
+error only. Every good image of ``train/`` (training) and of ``val/`` where there is one (kept as
+the test split) is decoded with PIL, converted to RGB (grayscale becomes
 three equal channels), its shorter side resized to ``size`` (32 for the CIFAR nets; PIL's
 bilinear filter, antialiased when shrinking) and centre-cropped to ``size`` x ``size``: the
 paper's 256-px rule at CIFAR's size. The arrays are cached under
@@ -78,7 +79,7 @@ def open_small_folder(root: str | os.PathLike, cache_dir: str | os.PathLike, *, 
     """The ImageFolder at ``root`` as ``ImageArrays`` of ``size``-px images (imported here: ``bench.data.cifar`` owns the type)."""
     from bench.data.cifar import ImageArrays
 
-    manifest = load_manifest(root, cache_dir, workers=workers, progress=progress, max_pixels=max_pixels)
+    manifest = load_manifest(root, cache_dir, workers=workers, progress=progress, max_pixels=max_pixels, required=("train",))
     bad = manifest.bad()
     if strict and bad:
         raise UserError(f"--strict: {len(bad)} bad file(s) in {manifest.root}; the first is {bad[0].path}: {bad[0].reason}")

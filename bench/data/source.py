@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.config import RunConfig
 from bench.data.colour_stats import load_colour_stats
-from bench.data.manifest import Manifest, load_manifest
+from bench.data.manifest import Manifest, load_manifest, missing_split_folder
 from bench.data.synthetic import SyntheticSpec, ensure_synthetic
 from bench.errors import UserError
 from pipelines.spec import ColourStats
@@ -54,7 +54,7 @@ def open_dataset(config: RunConfig) -> Dataset:
         root = Path(config.data).expanduser()
         name = root.resolve().name
         if (root / "train").is_dir() and not (root / "val").is_dir():  # issue 16: say the folder is missing
-            raise UserError(f"data root {root} has no val/ folder (expected ImageFolder layout: val/<class>/<image>)")
+            raise UserError(missing_split_folder(root, "val"))
     manifest = load_manifest(root, config.cache_dir, progress=config.progress, max_pixels=config.max_pixels)
     bad = manifest.bad()
     if config.strict and bad:
