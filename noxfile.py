@@ -9,6 +9,7 @@ this user may; otherwise the exact command is printed and FFCV is left out).
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -43,7 +44,22 @@ def ensure_system_packages(session: nox.Session) -> bool:
     return _have_ffcv_system_libraries()
 
 
+INSTALL_GIB = 8  # a fresh environment: torch's CUDA build (5.6 GB), DALI, FFCV, jupyter; the tests add about 2 GB in the temp folder
+
+
+def ensure_disk_space(session: nox.Session) -> None:
+    """Stop with one line before a fresh install that cannot fit (pip would fail half way, 'No space left on device')."""
+    venv = session.virtualenv.location
+    if glob.glob(os.path.join(venv, "lib", "python*", "site-packages", "torch")):
+        return  # reused with -r: torch is in already
+    free = shutil.disk_usage(os.path.dirname(venv) or ".").free / 2**30
+    if free < INSTALL_GIB:
+        session.error(f"{os.path.dirname(venv)}: {free:.1f} GiB free, and a fresh environment needs about {INSTALL_GIB} GiB "
+                      "(torch's CUDA build, DALI, FFCV); free some space and run again")
+
+
 def install_project(session: nox.Session, *extras: str) -> None:
+    ensure_disk_space(session)
     wanted = ["dali", "notebooks", *extras]
     if ensure_system_packages(session):
         wanted.append("ffcv")
