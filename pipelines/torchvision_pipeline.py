@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
@@ -39,7 +39,6 @@ from pipelines.seeding import draw_seed, rank_order
 from pipelines.spec import AugmentSpec, centre_start
 
 
-ORIENTATION = 0x0112  # the EXIF tag; 1 (or absent) means upright
 JPEG_MAGIC = b"\xff\xd8"
 # torchvision 0.29 deprecates its codecs in favour of TorchCodec; they still work (0.29.1 is pinned).
 TORCHVISION_CODEC_WARNING = "The image decoding and encoding capabilities of TorchVision are deprecated"
@@ -52,7 +51,7 @@ def load_rgb(path: str) -> Image.Image:
     only when the orientation tag asks for a change, and ``convert`` only when not RGB.
     """
     with Image.open(path) as img:
-        if img.getexif().get(ORIENTATION, 1) != 1:
+        if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # 1 or absent: upright
             img = ImageOps.exif_transpose(img)
         if img.mode != "RGB":
             return img.convert("RGB")
