@@ -26,11 +26,9 @@ workers may run batches in any order, and the loader can name the files of a fai
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import io
 import os
-import signal
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -39,6 +37,7 @@ from PIL import ExifTags, Image
 
 from pipelines.base import PipelineOptions, Split
 from pipelines.dali_graph import crop_region
+from pipelines.lifetime import die_with
 from pipelines.seeding import draw_seed, rank_order
 from pipelines.spec import AugmentSpec
 
@@ -65,24 +64,6 @@ def upright_size(data: np.ndarray, path: str) -> tuple[int, int]:
     except (OSError, ValueError) as err:
         raise RuntimeError(f"cannot read the image header of {path}: {err}") from err
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with(parent: int) -> None:
-    """In a feed worker: be killed when ``parent``, the process that started it, dies.
-
-    DALI's workers wait on shared-memory queues and outlive a SIGKILLed run, holding its output
-    pipes open; so the worker asks Linux (DALI's only platform) for SIGKILL when its parent
-    dies (``PR_SET_PDEATHSIG``), and exits at once if that already happened. Linux sends the
-    signal when the parent's *thread* that started the worker ends: DALI starts them in
-    ``Pipeline.build``, which the loader calls from the iterating thread.
-    """
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed in a DALI feed worker")
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 _forking_for: int | None = None  # the loader's process id while it forks feed workers (``forking_workers``)

@@ -224,3 +224,27 @@ def test_same_seed_same_curves_bit_for_bit_and_rerun_reproduces(uninterrupted, s
     assert without_timings(redo["curves"]) == without_timings(uninterrupted["curves"]) and redo["metrics"] == uninterrupted["metrics"]
     assert redo["run_id"] != uninterrupted["run_id"]
     assert redo["reproducibility"] == {"sample_order": True, "augmentation": True, "bitwise_curves": True, "notes": redo["reproducibility"]["notes"]}
+
+
+CEILING = """
+import sys
+from bench.harness.ceiling import cpu_ceiling
+cpu_ceiling(sys.argv[1:] * 50, repeats=1000, processes=2)
+"""
+
+
+def test_decode_ceiling_workers_die_with_a_run_stopped_by_sigterm(manifest, cli_env):
+    # torchrun's agent stops the surviving ranks of a failed data-parallel job with SIGTERM, and a signal
+    # runs no clean-up: the decode ceiling's pool workers were left waiting on their queue for ever
+    paths = manifest.split("train").paths[:4]
+    proc = subprocess.Popen([sys.executable, "-c", CEILING, *paths], cwd=REPO, env=cli_env)
+    wait_for(lambda: len(psutil.Process(proc.pid).children()) >= 2, proc, timeout=120)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    time.sleep(1)  # the pool is at work
+    proc.send_signal(signal.SIGTERM)  # what die_with answers does not depend on the signal: SIGKILL too
+    proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    left = [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    assert not left, f"decode workers outlived the stopped run: {left}"

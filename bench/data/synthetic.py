@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipelines.lifetime import die_with
+
 GENERATOR_VERSION = 1
 SPLITS = {"train": 0, "val": 1}
 
@@ -107,7 +109,7 @@ def ensure_synthetic(spec: SyntheticSpec, cache_dir: Path, *, workers: int | Non
                 (tmp / split / class_name(label)).mkdir(parents=True)
                 jobs += [(spec, split, label, i, str(tmp)) for i in range(per_class)]
         workers = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with, initargs=(os.getpid(),)) as pool:
             for _ in tqdm(
                 pool.map(_write_one, jobs, chunksize=16),
                 total=len(jobs),

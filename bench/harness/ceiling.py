@@ -26,6 +26,7 @@ import torch
 from bench.harness.execution import synchronize
 from bench.harness.resources import ResourceMonitor, available_cores
 from bench.harness.timing import summarise
+from pipelines.lifetime import die_with
 from pipelines.torchvision_pipeline import JPEG_MAGIC, TORCHVISION_CODEC_WARNING
 
 CPU_DECODERS = ("pil", "torchvision.io")
@@ -69,7 +70,8 @@ def _decode_chunk(decoder: str, paths: list[str]) -> int:
     return sum(decode_file(decoder, p) for p in paths)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    die_with(parent)  # a run stopped by a signal leaves no decoder behind
     torch.set_num_threads(1)  # one process per core; each decodes on one thread
     _quiet_torchvision_codecs()
 
@@ -85,7 +87,7 @@ def cpu_ceiling(paths: list[str], *, repeats: int, processes: int | None = None)
     context = multiprocessing.get_context("spawn")  # no inherited threads or device state from the parent
     out: dict = {"processes": processes, "decoders": {}}
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         list(pool.map(_decode_chunk, ["pil"] * processes, [[paths[0]]] * processes))  # start every worker
         out["pool_start_s"] = time.perf_counter() - start
         for decoder in CPU_DECODERS:
