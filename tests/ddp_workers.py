@@ -69,3 +69,30 @@ def sweep_with_a_ceiling_failing_on_rank_0(root: str, cache_dir: str, out: str) 
         return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
     finally:
         mode.close()
+
+
+def sweep_with_a_step_failing_on_rank_1(root: str, cache_dir: str, out: str) -> list[str]:
+    """A two-point throughput sweep in which rank 1 alone fails at its second training step of the
+    first point, while rank 0 waits for it inside DDP's gradient all-reduce. Issue 13's limit:
+    rank 0 waited out the process group's timeout and recorded that timeout as the point's error."""
+    from bench.config import RunConfig
+    from bench.harness import throughput
+
+    mode = DataParallel(use_cuda=False, timeout_s=60)
+    throughput.POINT_AGREEMENT_S = 5.0  # the fix answers within this; without it the job waits the 60 s above
+    real, calls = throughput.train_step, []
+
+    def fails_on_rank_1(*args, **kwargs):  # injects the failure; how the job ends is what is tested
+        calls.append(1)
+        if mode.rank == 1 and len(calls) == 2:
+            raise RuntimeError("a training step failed on rank 1 alone")
+        return real(*args, **kwargs)
+
+    throughput.train_step = fails_on_rank_1
+    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", data=root, cache_dir=cache_dir, out=out,
+                                        batch_size=4, sweep_batch_sizes="4,8", workers=0, warmup_batches=1, batches_per_repeat=1,
+                                        loader_batches_per_repeat=1, repeats=3, ceiling_images=4, progress=False, preset="embedded-cpu"))
+    try:
+        return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
+    finally:
+        mode.close()

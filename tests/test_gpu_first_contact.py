@@ -181,6 +181,32 @@ def test_ranks_agree_on_a_failed_sweep_point_and_skip_it_together(small_root, ca
     assert [r["images"] for r in records[1]["metrics"]["end_to_end"]["repeats"]] == [8, 8, 8]  # both ranks' 4 images
 
 
+@pytest.mark.slow
+def test_a_rank_failing_inside_a_timed_phase_ends_the_job_naming_its_error(small_root, cache_dir, tmp_path):
+    """Rank 1 fails at a training step while rank 0 waits for it in DDP's all-reduce: rank 1 hears
+    nothing back when the ranks agree on the point, and ends the job with its own error (the launcher
+    then stops rank 0). Before: rank 0 waited out the process group's timeout, and the job's first
+    failure was rank 0's 'Application timeout caused pair closure'."""
+    import json
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    from bench.modes.launch import launch_config
+    from tests import ddp_workers
+
+    with pytest.raises(ChildFailedError) as failed:
+        elastic_launch(launch_config(2), ddp_workers.sweep_with_a_step_failing_on_rank_1)(str(small_root), str(cache_dir), str(tmp_path))
+    rank, failure = failed.value.get_first_failure()
+    message = failure.message["message"] if isinstance(failure.message, dict) else str(failure.message)
+    assert rank == 1, message
+    assert "JobMustEnd: sweep point 1: RuntimeError: a training step failed on rank 1 alone" in message
+    assert "not every process answered within 5 s" in message
+    for path in tmp_path.glob("records/*.json"):  # rank 0's record of the point, where it wrote one: failed, not by a timeout
+        record = json.loads(path.read_text())
+        assert record["status"] == "failed" and "timeout" not in record["error"].lower(), record["error"]
+
+
 def test_the_manifest_is_made_before_data_parallel_processes_start(small_root, tmp_path, monkeypatch):
     from bench.config import RunConfig
     from bench.harness import dispatch

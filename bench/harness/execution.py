@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import torch
 
 from bench.modes import Mode
+from bench.modes.base import PeersSilent
 from pipelines.base import Batch
 
 
@@ -45,18 +46,30 @@ class PeerFailed(RuntimeError):
     """Another process of the job failed at a point all of them pass together; this one stops with it."""
 
 
+class JobMustEnd(RuntimeError):
+    """The processes could not agree: one failed while another still waits in a collective call
+    that the failed one will never join. This process ends, and the launcher stops the others
+    (torchrun's agent, within a tenth of a second) instead of letting them wait out the timeout."""
+
+
 @contextmanager
-def together(mode: Mode, what: str) -> Iterator[None]:
+def together(mode: Mode, what: str, *, within_s: float | None = None) -> Iterator[None]:
     """Run the block in every process, then agree on how it went: if it raised in any process, it
     raises in all (the others ``PeerFailed``), so the processes' next collective calls still pair up
     (e.g. rank 0 alone measures the decode ceiling: if that fails, every rank skips the point).
+    ``JobMustEnd`` when not every process answers within ``within_s`` seconds (``None``: the job's
+    timeout), which is how a process learns that the others are stuck where it failed.
     With one process it is the block alone."""
     error: BaseException | None = None
     try:
         yield
     except Exception as err:  # noqa: BLE001 - re-raised below, after the others are told
         error = err
-    [failed] = mode.max_across([1.0 if error is not None else 0.0])
+    try:
+        failed = mode.agree(error is not None, within_s=within_s)
+    except PeersSilent as silent:
+        here = f"{type(error).__name__}: {error}" if error is not None else "this process did not fail"
+        raise JobMustEnd(f"{what}: {here}; {silent}, so the job ends") from error
     if error is not None:
         raise error
     if failed:

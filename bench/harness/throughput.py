@@ -17,7 +17,10 @@ compilation, DALI's start-up) are kept apart from every rate.
 With any ``--sweep-*`` flag the harness runs every point of pipelines x worker counts x
 batch sizes and writes one record per point; a point that fails is recorded as failed,
 with its error, and the sweep goes on; in data-parallel every rank agrees that it failed and
-skips it (``bench.harness.execution.together``).
+skips it (``bench.harness.execution.together``). A rank that fails in the middle of a timed
+phase, while another waits for it inside a collective call, hears nothing back within
+``POINT_AGREEMENT_S`` and ends the job, naming its error: the launcher then stops the others at
+once, where they used to wait out the process group's timeout (600 s) and record that timeout.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from bench.console import say
 from bench.harness.baselines import measure_stock, ratio_to_stock
 from bench.harness.ceiling import ceiling_files, decode_ceiling
 from bench.harness.stream import BatchStream, epoch_starts, loader_only_phase
-from bench.harness.execution import timing_boundary, to_device, together
+from bench.harness.execution import JobMustEnd, timing_boundary, to_device, together
 from bench.harness.timing import TIMER, Repeat, phase_result, run_phase
 from bench.modes import Mode, running_mode
 from bench.precision import set_precision, to_memory_format
@@ -53,6 +56,7 @@ from pipelines.registry import entry
 
 # What 0 means for the amount of work per measurement: small on a CPU (a training step of
 # AlexNet takes seconds there), timm's benchmark.py counts on a GPU.
+POINT_AGREEMENT_S = 60.0  # after a point the ranks are at most a record's writing apart; a rank stuck in a collective never answers
 AUTO_CPU = {"warmup_batches": 2, "batches_per_repeat": 3, "loader_batches_per_repeat": 12}
 AUTO_CUDA = {"warmup_batches": 10, "batches_per_repeat": 40, "loader_batches_per_repeat": 40}
 
@@ -283,18 +287,17 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
         info = {"id": sweep_id, "index": index, "points": len(points), "axes": {**axes, "pipeline": pipelines}}
         say(config, f"[{index + 1}/{len(points)}] {pipeline}, {workers} worker(s), batch {batch_size}")
         row = {"pipeline": pipeline, "workers": workers, "batch_size": batch_size}
-        path, error = None, None
+        path = None
         try:
-            path = measure(point, mode, dataset=dataset, sweep=info)
-        except KeyboardInterrupt:
+            # Every rank learns whether the point failed anywhere, so all skip it together and the next
+            # point's collective calls pair with the same point's on every rank; a rank that failed while
+            # another waits inside the point's collective calls gets no answer and ends the job.
+            with together(mode, f"sweep point {index + 1}", within_s=POINT_AGREEMENT_S):
+                path = measure(point, mode, dataset=dataset, sweep=info)
+        except JobMustEnd:
             raise
-        except Exception as err:  # noqa: BLE001 - measure() recorded it; the sweep goes on
-            error = err
-        # Every rank learns whether the point failed anywhere, so all skip it together and the
-        # next point's collective calls pair with the same point's on every rank.
-        [failed] = mode.max_across([1.0 if error is not None else 0.0])
-        if failed:
-            say(config, f"point failed: {type(error).__name__}: {error}" if error is not None else "point failed on another process")
+        except Exception as err:  # noqa: BLE001 - measure() recorded it (or PeerFailed: another rank's); the sweep goes on
+            say(config, f"point failed: {type(err).__name__}: {err}")
             rows.append({**row, "status": "failed"})
             continue
         if path is None:  # not the main process: it writes no record

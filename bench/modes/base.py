@@ -51,6 +51,12 @@ class Mode(ABC):
     def barrier(self) -> None:
         """Wait for every process (no-op with one)."""
 
+    def agree(self, failed: bool, *, within_s: float | None = None) -> bool:
+        """Whether this process or any other failed (this process's own answer, with one). With several,
+        the question travels apart from the work's collective calls, so it never pairs with one of
+        them; ``PeersSilent`` if not every process answers within ``within_s`` seconds."""
+        return failed
+
     def synchronize(self) -> None:
         """Wait for queued device work, for timing boundaries."""
         for device in self.devices():
@@ -66,3 +72,8 @@ class Mode(ABC):
 
     def close(self) -> None:
         """Release process groups and the like. Idempotent."""
+
+
+class PeersSilent(RuntimeError):
+    """Not every process of the job answered ``Mode.agree`` in time: one is still inside a
+    collective call that a failed process will never join."""

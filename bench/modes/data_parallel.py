@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bench.config import cores_per_process
 from bench.errors import UserError
-from bench.modes.base import Mode
+from bench.modes.base import Mode, PeersSilent
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -58,6 +58,9 @@ class DataParallel(Mode):
             self.backend = "gloo"
         if not dist.is_initialized():
             dist.init_process_group(self.backend, timeout=timedelta(seconds=timeout_s))
+        # Mode.agree's own group: its question never pairs with a collective call of the work (DDP's
+        # gradient buckets, a timing barrier) that a failed process left the others waiting in.
+        self._agreement = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout_s))
 
     @property
     def input_device(self) -> torch.device:
@@ -93,6 +96,16 @@ class DataParallel(Mode):
 
     def barrier(self) -> None:
         dist.barrier()
+
+    def agree(self, failed: bool, *, within_s: float | None = None) -> bool:
+        answer = torch.tensor([1.0 if failed else 0.0])
+        work = dist.all_reduce(answer, op=dist.ReduceOp.MAX, group=self._agreement, async_op=True)
+        try:
+            work.wait(timeout=timedelta(seconds=within_s)) if within_s is not None else work.wait()
+        except RuntimeError as err:  # gloo: "Operation timed out!"
+            within = f"{within_s:g} s" if within_s is not None else "the job's timeout"
+            raise PeersSilent(f"not every process answered within {within} ({err})") from None
+        return bool(answer.item())
 
     def describe(self) -> dict:
         return {**super().describe(), "backend": self.backend, "rank_devices": f"{self.device.type} per rank", "batch_scope": self.batch_scope,
