@@ -46,10 +46,23 @@ def ddp_step_difference() -> float:
         mode.close()
 
 
+def _two_point_sweep(mode: DataParallel, root: str, cache_dir: str, out: str) -> list[str]:
+    """Batch 4 then 8, tiny repeats, on the CPU; the records written (rank 0) or [] (the others)."""
+    from bench.config import RunConfig
+    from bench.harness import throughput
+
+    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", data=root, cache_dir=cache_dir, out=out,
+                                        batch_size=4, sweep_batch_sizes="4,8", workers=0, warmup_batches=1, batches_per_repeat=1,
+                                        loader_batches_per_repeat=1, repeats=3, ceiling_images=4, progress=False, preset="embedded-cpu"))
+    try:
+        return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
+    finally:
+        mode.close()
+
+
 def sweep_with_a_ceiling_failing_on_rank_0(root: str, cache_dir: str, out: str) -> list[str]:
     """A two-point throughput sweep in which rank 0's decode ceiling (measured by rank 0 alone) fails
     at the first point; returns the records written (rank 0) or [] (rank 1). Issue 13 defect 8."""
-    from bench.config import RunConfig
     from bench.harness import throughput
 
     mode = DataParallel(use_cuda=False, timeout_s=60)
@@ -62,20 +75,13 @@ def sweep_with_a_ceiling_failing_on_rank_0(root: str, cache_dir: str, out: str) 
         return real(*args, **kwargs)
 
     throughput.decode_ceiling = fails_first
-    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", data=root, cache_dir=cache_dir, out=out,
-                                        batch_size=4, sweep_batch_sizes="4,8", workers=0, warmup_batches=1, batches_per_repeat=1,
-                                        loader_batches_per_repeat=1, repeats=3, ceiling_images=4, progress=False, preset="embedded-cpu"))
-    try:
-        return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
-    finally:
-        mode.close()
+    return _two_point_sweep(mode, root, cache_dir, out)
 
 
 def sweep_with_a_step_failing_on_rank_1(root: str, cache_dir: str, out: str) -> list[str]:
     """A two-point throughput sweep in which rank 1 alone fails at its second training step of the
     first point, while rank 0 waits for it inside DDP's gradient all-reduce. Issue 13's limit:
     rank 0 waited out the process group's timeout and recorded that timeout as the point's error."""
-    from bench.config import RunConfig
     from bench.harness import throughput
 
     mode = DataParallel(use_cuda=False, timeout_s=60)
@@ -89,10 +95,4 @@ def sweep_with_a_step_failing_on_rank_1(root: str, cache_dir: str, out: str) -> 
         return real(*args, **kwargs)
 
     throughput.train_step = fails_on_rank_1
-    config = RunConfig.with_preset(dict(harness="throughput", mode="data-parallel", device="cpu", data=root, cache_dir=cache_dir, out=out,
-                                        batch_size=4, sweep_batch_sizes="4,8", workers=0, warmup_batches=1, batches_per_repeat=1,
-                                        loader_batches_per_repeat=1, repeats=3, ceiling_images=4, progress=False, preset="embedded-cpu"))
-    try:
-        return [str(p) for p in throughput.run_sweep(config, mode, config.sweep_axes())]
-    finally:
-        mode.close()
+    return _two_point_sweep(mode, root, cache_dir, out)
