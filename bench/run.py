@@ -86,7 +86,8 @@ HELP: dict[str, str] = {
     "seed": "seed for sample order, augmentation, dropout and initialisation",
     "out": "results directory: records/ and checkpoints/ go under it",
     "resume": "continue the run saved in this checkpoint (its settings, unless given again here or in --config)",
-    "progress": "show progress bars and per-epoch lines",
+    "progress": "show progress bars and per-epoch and per-phase lines; --no-progress still prints what a user must see "
+                "(files left out, an emulated mode, errors, the record's path, a sweep's table)",
     # throughput harness
     "warmup_batches": "throughput: batches (or steps) run before each timed phase, not timed (0: 2 on a CPU, 10 on a GPU)",
     "batches_per_repeat": "throughput: training steps per timed repeat of the model-only and end-to-end phases (0: 3 on a CPU, 40 on a GPU)",

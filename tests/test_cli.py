@@ -84,6 +84,7 @@ def test_a_real_run_writes_a_complete_record(cli_env, small_root, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     [path] = (tmp_path / "records").glob("*.json")
+    assert f"record: {path}" in out.stdout  # --no-progress still says where the record is
     record = json.loads(path.read_text())
     assert record["schema_version"] == 1 and record["status"] == "complete"
     assert record["config"]["preset"] == "paper" and record["config"]["init"] == "paper"

@@ -39,7 +39,8 @@ def test_throughput_data_parallel_sums_the_two_processes(small_root, cli_env, tm
                     "--batch-size", "4", "--workers", "0", "--warmup-batches", "1", "--batches-per-repeat", "2",
                     "--loader-batches-per-repeat", "2", "--ceiling-images", "8", "--no-progress", env=cli_env)
     assert out.returncode == 0, out.stderr
-    [record] = records(tmp_path)  # rank 0 alone writes
+    [record] = records(tmp_path)  # rank 0 alone writes, and alone says where (--no-progress prints that anyway)
+    assert out.stdout.count("record: ") == 1 and f"record: {next((tmp_path / 'records').glob('*.json'))}" in out.stdout
     assert record["mode"]["world_size"] == 2 and record["mode"]["batch_per_process"] == 2 and record["mode"]["global_batch"] == 4
     for phase in ("loader_only", "end_to_end", "model_only"):
         m = record["metrics"][phase]
@@ -58,6 +59,7 @@ def test_relu_tanh_data_parallel_matches_one_process(cli_env, tmp_path):
     double = bench_run(*common, "--mode", "data-parallel", "--nproc", "2", "--out", str(tmp_path / "two"), env=cli_env)
     assert double.returncode == 0, double.stderr
     [a], [b] = records(tmp_path / "one"), records(tmp_path / "two")
+    assert single.stdout.count("record: ") == 1 and double.stdout.count("record: ") == 1
     assert b["mode"]["world_size"] == 2
     for activation in ("relu", "tanh"):
         ca, cb = a["results"][activation]["curves"], b["results"][activation]["curves"]

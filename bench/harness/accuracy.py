@@ -167,5 +167,5 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
                 "checkpoint": str(ckpt) if ckpt.is_file() else None,
                 "provenance": provenance(config.seed, config),
             })
-            say(f"record: {path}")
+            tell(f"record: {path}")
     return path

@@ -69,7 +69,7 @@ import torch
 
 from bench.builders import build_model
 from bench.config import RunConfig
-from bench.console import say
+from bench.console import notice, say
 from bench.data.cifar import open_image_arrays
 from bench.errors import UserError
 from bench.harness.relu_tanh_trial import GRID_STEP, NATIVE_SIZE_MODELS, TrainingData, initial_weights, prepare, sweep_and_train
@@ -298,5 +298,5 @@ def run(config: RunConfig, mode: Mode | None = None) -> Path | None:
         }
         path = write_record(config.out, record) if mode.is_main else None  # the figures are already summed over processes
         if path:
-            say(config, f"record: {path}")
+            notice(True, f"record: {path}")
     return path

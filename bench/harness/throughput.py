@@ -39,7 +39,7 @@ from bench.builders import augment_spec, build_model, pipeline_options
 from bench.config import RunConfig
 from bench.data.source import Dataset, open_dataset
 from bench.errors import UserError
-from bench.console import say
+from bench.console import notice, say
 from bench.harness.baselines import measure_stock, ratio_to_stock
 from bench.harness.ceiling import ceiling_files, decode_ceiling
 from bench.harness.stream import BatchStream, epoch_starts, loader_only_phase
@@ -253,7 +253,7 @@ def measure(config: RunConfig, mode: Mode, *, dataset: Dataset | None = None, sw
                 "provenance": provenance(config.seed, config),
             }
             path = write_record(config.out, record)
-            say(config, f"record: {path}")
+            notice(True, f"record: {path}")
         torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = torch_settings
     return path
 
@@ -309,8 +309,8 @@ def run_sweep(config: RunConfig, mode: Mode, axes: dict) -> list[Path]:
                      "stall_fraction": m["stall_fraction"]})
     import pandas as pd  # the table only: a throughput point runs without pandas (bench.gpucheck on a bare machine)
 
-    say(config, f"sweep {sweep_id} (medians):\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    say(config, f"records under {Path(config.out) / 'records'}")
+    notice(mode.is_main, f"sweep {sweep_id} (medians):\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    notice(mode.is_main, f"records under {Path(config.out) / 'records'}")
     return paths
 
 
