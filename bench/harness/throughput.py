@@ -54,9 +54,10 @@ from pipelines import available_pipelines, create_pipeline
 from pipelines.base import Batch, Loader
 from pipelines.registry import entry
 
+POINT_AGREEMENT_S = 60.0  # after a point the ranks are at most a record's writing apart; a rank stuck in a collective never answers
+
 # What 0 means for the amount of work per measurement: small on a CPU (a training step of
 # AlexNet takes seconds there), timm's benchmark.py counts on a GPU.
-POINT_AGREEMENT_S = 60.0  # after a point the ranks are at most a record's writing apart; a rank stuck in a collective never answers
 AUTO_CPU = {"warmup_batches": 2, "batches_per_repeat": 3, "loader_batches_per_repeat": 12}
 AUTO_CUDA = {"warmup_batches": 10, "batches_per_repeat": 40, "loader_batches_per_repeat": 40}
 
