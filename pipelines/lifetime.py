@@ -3,7 +3,7 @@
 A process killed by a signal (SIGKILL, or SIGTERM from torchrun's agent stopping a data-parallel
 job) runs no clean-up, so its worker processes (DALI's feed workers, a ``ProcessPoolExecutor``'s)
 are left waiting on queues that nobody will fill, holding the run's output pipes open. A worker
-calls ``die_with`` first thing.
+calls ``die_with`` first thing; ``worker_pool`` is a ``ProcessPoolExecutor`` whose workers do.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -32,3 +34,16 @@ def die_with(parent: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    die_with(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def worker_pool(max_workers: int, *, mp_context: Any = None, initializer: Callable[..., None] | None = None,
+                initargs: tuple = ()) -> ProcessPoolExecutor:
+    """A ``ProcessPoolExecutor`` whose workers die with this process (``die_with``), then run ``initializer``."""
+    return ProcessPoolExecutor(max_workers=max_workers, mp_context=mp_context, initializer=_start_worker,
+                               initargs=(os.getpid(), initializer, initargs))

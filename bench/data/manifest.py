@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,7 @@ from tqdm import tqdm
 from bench.atomic import atomic_write_json
 from bench.errors import UserError
 from pipelines.base import Split
-from pipelines.lifetime import die_with
+from pipelines.lifetime import worker_pool
 
 MANIFEST_VERSION = 3  # 3: columnar cache file
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # what PIL itself warns about as a possible decompression bomb
@@ -232,7 +231,7 @@ def _check_all(paths: list[str], rel: list[str], journal: Path, workers: int, pr
             for p, r in todo:
                 keep(r, check(p))
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=die_with, initargs=(os.getpid(),)) as pool:
+            with worker_pool(workers) as pool:
                 for (_, r), reason in zip(todo, pool.map(check, [p for p, _ in todo], chunksize=32)):
                     keep(r, reason)
     return done

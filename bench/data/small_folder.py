@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from bench.atomic import atomic_write_bytes
 from bench.data.manifest import Manifest, load_manifest
 from bench.errors import UserError
-from pipelines.lifetime import die_with
+from pipelines.lifetime import worker_pool
 
 CACHE_VERSION = 1
 
@@ -50,7 +49,7 @@ def _decode_all(paths: tuple[str, ...], size: int, workers: int, progress: bool,
     if workers <= 1 or len(paths) < 256:
         images = [load(p) for p in tqdm(paths, **bar)]
     else:
-        with ProcessPoolExecutor(workers, initializer=die_with, initargs=(os.getpid(),)) as pool:
+        with worker_pool(workers) as pool:
             images = list(tqdm(pool.map(load, paths, chunksize=256), **bar))
     return np.stack(images) if images else np.empty((0, size, size, 3), np.uint8)
 

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipelines.lifetime import die_with
+from pipelines.lifetime import worker_pool
 
 GENERATOR_VERSION = 1
 SPLITS = {"train": 0, "val": 1}
@@ -109,7 +108,7 @@ def ensure_synthetic(spec: SyntheticSpec, cache_dir: Path, *, workers: int | Non
                 (tmp / split / class_name(label)).mkdir(parents=True)
                 jobs += [(spec, split, label, i, str(tmp)) for i in range(per_class)]
         workers = workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with, initargs=(os.getpid(),)) as pool:
+        with worker_pool(workers) as pool:
             for _ in tqdm(
                 pool.map(_write_one, jobs, chunksize=16),
                 total=len(jobs),

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 from bench.harness.execution import synchronize
 from bench.harness.resources import ResourceMonitor, available_cores
 from bench.harness.timing import summarise
-from pipelines.lifetime import die_with
+from pipelines.lifetime import worker_pool
 from pipelines.torchvision_pipeline import JPEG_MAGIC, TORCHVISION_CODEC_WARNING
 
 CPU_DECODERS = ("pil", "torchvision.io")
@@ -70,8 +69,7 @@ def _decode_chunk(decoder: str, paths: list[str]) -> int:
     return sum(decode_file(decoder, p) for p in paths)
 
 
-def _worker_init(parent: int) -> None:
-    die_with(parent)  # a run stopped by a signal leaves no decoder behind
+def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core; each decodes on one thread
     _quiet_torchvision_codecs()
 
@@ -87,7 +85,7 @@ def cpu_ceiling(paths: list[str], *, repeats: int, processes: int | None = None)
     context = multiprocessing.get_context("spawn")  # no inherited threads or device state from the parent
     out: dict = {"processes": processes, "decoders": {}}
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+    with worker_pool(processes, mp_context=context, initializer=_worker_init) as pool:  # a run stopped by a signal leaves no decoder behind
         list(pool.map(_decode_chunk, ["pil"] * processes, [[paths[0]]] * processes))  # start every worker
         out["pool_start_s"] = time.perf_counter() - start
         for decoder in CPU_DECODERS:
